@@ -1,0 +1,54 @@
+# localbox: `make run` serves the API, `make test` runs the whole suite. Both set up
+# everything they need (virtualenv, Docker engine, sandbox image) and are idempotent.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: help setup venv docker-engine sandbox-image run test lint typecheck pytest bench clean
+
+help:
+	@echo "make run    - set everything up and serve the API on 127.0.0.1:8000"
+	@echo "make test   - set everything up, lint, type-check and run the test suite"
+	@echo "make bench  - print benchmark figures against raw Docker"
+	@echo "make clean  - remove the virtualenv and local data"
+
+$(STAMP): pyproject.toml
+	@echo "==> installing Python dependencies into $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+docker-engine:
+	@bash scripts/ensure-docker.sh
+
+sandbox-image: docker-engine
+	@bash scripts/ensure-sandbox-image.sh
+
+setup: venv docker-engine sandbox-image
+
+run: setup
+	@$(BIN)/localbox
+
+lint: venv
+	$(BIN)/ruff check server tests scripts
+	$(BIN)/ruff format --check server tests scripts
+
+typecheck: venv
+	$(BIN)/mypy server
+
+pytest: setup
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python scripts/bench_create.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,41 @@
+"""Annotated dependency aliases: services from app.state, auth, and list parameters."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Literal
+
+from fastapi import Depends, Header, Query, Request
+
+from server.errors import InvalidApiKey
+from server.services.containers import ContainerService
+
+
+def _container_service(request: Request) -> ContainerService:
+    service: ContainerService = request.app.state.containers
+    return service
+
+
+Containers = Annotated[ContainerService, Depends(_container_service)]
+
+
+def require_api_key(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """With LOCALBOX_API_KEYS set, demand one of them as the bearer; otherwise accept anything."""
+    keys: list[str] = request.app.state.settings.api_key_list
+    if not keys:
+        return
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidApiKey(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+        )
+    token = token.strip()
+    if not any(secrets.compare_digest(token.encode(), key.encode()) for key in keys):
+        shown = token[:3] + "*" * 4 + token[-4:] if len(token) > 8 else "****"
+        raise InvalidApiKey(f"Incorrect API key provided: {shown}.")
+
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+OrderParam = Annotated[Literal["asc", "desc"], Query()]

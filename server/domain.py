@@ -1,0 +1,57 @@
+"""Domain objects shared by the store, the services and the API layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+ContainerStatus = Literal["running", "expired", "deleted"]
+Order = Literal["asc", "desc"]
+
+MEMORY_LIMITS: dict[str, int] = {
+    "1g": 1 << 30,
+    "4g": 4 << 30,
+    "16g": 16 << 30,
+    "64g": 64 << 30,
+}
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    created_at: int
+    status: ContainerStatus
+    expires_after_minutes: int
+    last_active_at: int
+    memory_limit: str
+    network_policy_type: str = "disabled"
+    allowed_domains: list[str] = field(default_factory=list)
+
+    @property
+    def expires_at(self) -> int:
+        return self.last_active_at + 60 * self.expires_after_minutes
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in a listing: (created_at, id), the sort key with ties broken by id."""
+
+    created_at: int
+    id: str
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    order: Order = "desc"
+    limit: int = 20
+    after: Cursor | None = None
+    before: Cursor | None = None
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    has_more: bool

@@ -1,0 +1,139 @@
+"""The ApiError family and the handlers that render every error as OpenAI's {"error": {...}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("localbox")
+
+
+class ApiError(Exception):
+    """An error the API answers with; subclasses fix status, type and code."""
+
+    status: ClassVar[int] = 400
+    type: ClassVar[str] = "invalid_request_error"
+    code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.type, self.param, self.code)
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequest(ApiError):
+    pass
+
+
+class NotSupported(InvalidRequest):
+    def __init__(self, what: str, param: str) -> None:
+        super().__init__(f"{what} is not supported yet by localbox.", param)
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class ContainerNotFound(NotFound):
+    def __init__(self, container_id: str) -> None:
+        super().__init__(f"No container found with id '{container_id}'.", "container_id")
+
+
+class InvalidApiKey(ApiError):
+    status = 401
+    code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"www-authenticate": "Bearer"}
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "1"}
+
+
+class SandboxFailure(ApiError):
+    status = 500
+    type = "server_error"
+    code = "sandbox_error"
+
+
+def error_body(
+    message: str, type_: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def internal_error_body() -> dict[str, Any]:
+    return error_body(
+        "The server had an error while processing your request.", "server_error", None, None
+    )
+
+
+def _param_from_loc(loc: tuple[int | str, ...]) -> str | None:
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path") else []
+    if not parts and len(loc) > 1:
+        parts = [str(p) for p in loc[1:]]
+    return ".".join(parts) or None
+
+
+def _validation_message(err: dict[str, Any], param: str | None) -> str:
+    if err.get("type") == "json_invalid":
+        return "We could not parse the JSON body of your request. Send valid JSON."
+    if err.get("type") == "missing":
+        return f"Missing required parameter: '{param}'."
+    detail = str(err.get("msg", "invalid value"))
+    if param is None:
+        return f"Invalid request body: {detail}."
+    return f"Invalid value for '{param}': {detail}."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render ApiErrors, validation failures and routing errors in OpenAI's shape."""
+
+    async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = list(exc.errors())
+        first: dict[str, Any] = dict(errors[0]) if errors else {}
+        param = _param_from_loc(tuple(first.get("loc", ())))
+        message = _validation_message(first, param)
+        return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
+
+    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            message = "Unknown request URL. Please check the URL and method."
+        else:
+            message = str(exc.detail)
+        return JSONResponse(
+            error_body(message, "invalid_request_error"),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)

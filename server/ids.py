@@ -1,0 +1,29 @@
+"""Id makers for every object localbox hands out, and the clock type."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+
+Clock = Callable[[], float]
+
+
+def system_clock() -> float:
+    return time.time()
+
+
+def new_container_id() -> str:
+    return "cntr_" + secrets.token_hex(24)
+
+
+def new_container_file_id() -> str:
+    return "cfile_" + secrets.token_hex(16)
+
+
+def new_file_id() -> str:
+    return "file-" + secrets.token_hex(12)
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(16)

@@ -1,0 +1,19 @@
+"""Sandboxes: the SandboxRuntime protocol and its drivers. Only runtime/docker.py imports docker."""
+
+from server.runtime.base import (
+    RuntimeUnavailable,
+    SandboxInfo,
+    SandboxNotFound,
+    SandboxRuntime,
+    SandboxRuntimeError,
+    SandboxSpec,
+)
+
+__all__ = [
+    "RuntimeUnavailable",
+    "SandboxInfo",
+    "SandboxNotFound",
+    "SandboxRuntime",
+    "SandboxRuntimeError",
+    "SandboxSpec",
+]

@@ -1,0 +1,164 @@
+"""DockerRuntime: one hardened Docker container (plus a labelled volume) per sandbox."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import datetime
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.models.containers import Container as DockerContainer
+
+from server.runtime.base import (
+    RuntimeUnavailable,
+    SandboxInfo,
+    SandboxNotFound,
+    SandboxRuntimeError,
+    SandboxSpec,
+    SandboxState,
+)
+
+log = logging.getLogger("localbox.runtime")
+
+LABEL_CONTAINER = "localbox.container_id"
+LABEL_INSTANCE = "localbox.instance"
+LABEL_MANAGED = "localbox.managed"
+SANDBOX_USER = "1000:1000"
+DATA_PATH = "/mnt/data"
+
+
+def sandbox_name(container_id: str) -> str:
+    return f"localbox-{container_id}"
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Turn docker and transport exceptions into the runtime's own errors."""
+    try:
+        yield
+    except docker.errors.NotFound as exc:
+        raise SandboxNotFound(f"{action}: {exc.explanation or exc}") from exc
+    except docker.errors.ImageNotFound as exc:
+        raise SandboxRuntimeError(f"{action}: sandbox image missing: {exc}") from exc
+    except docker.errors.APIError as exc:
+        if exc.status_code is not None and exc.status_code >= 500 and "connect" in str(exc):
+            raise RuntimeUnavailable(f"{action}: Docker engine unavailable") from exc
+        raise SandboxRuntimeError(f"{action}: {exc.explanation or exc}") from exc
+    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+        raise RuntimeUnavailable(f"{action}: Docker engine unavailable ({exc})") from exc
+
+
+class DockerRuntime:
+    """SandboxRuntime on a local Docker engine, reached through the docker SDK."""
+
+    def __init__(
+        self,
+        image: str,
+        instance: str,
+        *,
+        cpus: float = 1.0,
+        pids_limit: int = 256,
+        tmp_size: str = "256m",
+        client_factory: Callable[[], docker.DockerClient] | None = None,
+    ) -> None:
+        self.image = image
+        self.instance = instance
+        self.cpus = cpus
+        self.pids_limit = pids_limit
+        self.tmp_size = tmp_size
+        self._client_factory = client_factory or (lambda: docker.from_env(timeout=60))
+        self._client: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        # Built lazily so the server starts (and /health reports) while Docker is down.
+        with self._lock:
+            if self._client is None:
+                with _translated("connect"):
+                    self._client = self._client_factory()
+            return self._client
+
+    def labels(self, container_id: str) -> dict[str, str]:
+        return {
+            LABEL_MANAGED: "true",
+            LABEL_INSTANCE: self.instance,
+            LABEL_CONTAINER: container_id,
+        }
+
+    def ping(self) -> None:
+        with _translated("ping"):
+            self.client.ping()
+
+    def create(self, spec: SandboxSpec) -> None:
+        name = sandbox_name(spec.container_id)
+        labels = self.labels(spec.container_id)
+        client = self.client
+        try:
+            with _translated("create sandbox"):
+                client.volumes.create(name=name, labels=labels)
+                container = client.containers.create(
+                    self.image,
+                    name=name,
+                    labels=labels,
+                    detach=True,
+                    user=SANDBOX_USER,
+                    working_dir=DATA_PATH,
+                    network_mode="none",
+                    cap_drop=["ALL"],
+                    security_opt=["no-new-privileges"],
+                    pids_limit=self.pids_limit,
+                    mem_limit=spec.memory_bytes,
+                    memswap_limit=spec.memory_bytes,
+                    nano_cpus=int(self.cpus * 1e9),
+                    read_only=True,
+                    volumes={name: {"bind": DATA_PATH, "mode": "rw"}},
+                    tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmp_size}"},
+                    init=True,
+                    ulimits=[docker.types.Ulimit(name="nofile", soft=4096, hard=4096)],
+                )
+                container.start()
+        except SandboxRuntimeError:
+            self._remove_quietly(spec.container_id)
+            raise
+
+    def destroy(self, container_id: str) -> None:
+        name = sandbox_name(container_id)
+        with _translated("remove sandbox"):
+            with suppress(docker.errors.NotFound):
+                self.client.containers.get(name).remove(force=True)
+            with suppress(docker.errors.NotFound):
+                self.client.volumes.get(name).remove(force=True)
+
+    def start(self, container_id: str) -> None:
+        with _translated("start sandbox"):
+            self.client.containers.get(sandbox_name(container_id)).start()
+
+    def list_sandboxes(self) -> list[SandboxInfo]:
+        with _translated("list sandboxes"):
+            found = self.client.containers.list(
+                all=True, filters={"label": [f"{LABEL_INSTANCE}={self.instance}"]}
+            )
+            return [_info(c) for c in found if LABEL_CONTAINER in (c.labels or {})]
+
+    def _remove_quietly(self, container_id: str) -> None:
+        try:
+            self.destroy(container_id)
+        except SandboxRuntimeError as exc:
+            log.warning("could not clean up sandbox %s: %s", container_id, exc)
+
+
+def _info(container: DockerContainer) -> SandboxInfo:
+    state: SandboxState = "running" if container.status == "running" else "stopped"
+    created = str(container.attrs.get("Created", ""))
+    try:
+        created_at = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        created_at = 0.0
+    return SandboxInfo(
+        container_id=container.labels[LABEL_CONTAINER], state=state, created_at=created_at
+    )

@@ -1,0 +1,1 @@
+"""The domain: what containers (and their files) are and may do."""

@@ -1,0 +1,165 @@
+"""ContainerService: create, list, retrieve and delete containers and their sandboxes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from server.domain import MEMORY_LIMITS, Container, Cursor, Order, Page, PageQuery
+from server.errors import (
+    ContainerNotFound,
+    InvalidRequest,
+    NotSupported,
+    SandboxFailure,
+    ServiceUnavailable,
+)
+from server.ids import Clock, new_container_id
+from server.runtime import RuntimeUnavailable, SandboxRuntime, SandboxRuntimeError, SandboxSpec
+from server.store import ContainerRepository
+
+log = logging.getLogger("localbox.containers")
+
+
+@dataclass(frozen=True)
+class CreateContainer:
+    """What a client asks for when it creates a container (already shape-validated)."""
+
+    name: str
+    minutes: int | None = None
+    memory_limit: str | None = None
+    network_policy_type: str = "disabled"
+    file_ids: list[str] = field(default_factory=list)
+    skills: int = 0
+
+
+@contextmanager
+def runtime_errors(action: str) -> Iterator[None]:
+    """Answer runtime failures as API errors: 503 while the engine is down, 500 otherwise."""
+    try:
+        yield
+    except RuntimeUnavailable as exc:
+        log.warning("%s: %s", action, exc)
+        raise ServiceUnavailable(
+            "The sandbox engine (Docker) is not answering; try again shortly."
+        ) from exc
+    except SandboxRuntimeError as exc:
+        log.error("%s: %s", action, exc)
+        raise SandboxFailure(f"Could not {action}.") from exc
+
+
+class ContainerService:
+    def __init__(
+        self,
+        repo: ContainerRepository,
+        runtime: SandboxRuntime,
+        clock: Clock,
+        *,
+        default_minutes: int = 20,
+        max_minutes: int = 10080,
+    ) -> None:
+        self._repo = repo
+        self._runtime = runtime
+        self._clock = clock
+        self._default_minutes = default_minutes
+        self._max_minutes = max_minutes
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def create(self, req: CreateContainer) -> Container:
+        """Validate the request, start a sandbox for it and record the container."""
+        minutes = self._default_minutes if req.minutes is None else req.minutes
+        if not 1 <= minutes <= self._max_minutes:
+            raise InvalidRequest(
+                f"expires_after.minutes must be between 1 and {self._max_minutes}.",
+                "expires_after.minutes",
+            )
+        memory_limit = req.memory_limit or "1g"
+        if memory_limit not in MEMORY_LIMITS:
+            allowed = ", ".join(f"'{m}'" for m in MEMORY_LIMITS)
+            raise InvalidRequest(f"memory_limit must be one of {allowed}.", "memory_limit")
+        if req.network_policy_type != "disabled":
+            raise NotSupported("network_policy of type 'allowlist'", "network_policy")
+        if req.file_ids:
+            raise NotSupported("file_ids", "file_ids")
+        if req.skills:
+            raise NotSupported("skills", "skills")
+
+        now = self._now()
+        container = Container(
+            id=new_container_id(),
+            name=req.name,
+            created_at=now,
+            status="running",
+            expires_after_minutes=minutes,
+            last_active_at=now,
+            memory_limit=memory_limit,
+        )
+        spec = SandboxSpec(container_id=container.id, memory_bytes=MEMORY_LIMITS[memory_limit])
+        with runtime_errors("create the sandbox"):
+            self._runtime.create(spec)
+        try:
+            self._repo.add(container)
+        except Exception:
+            self._runtime.destroy(container.id)
+            raise
+        log.info("created container %s (%s)", container.id, memory_limit)
+        return container
+
+    def retrieve(self, container_id: str) -> Container:
+        """Return the container and mark it active."""
+        container = self._repo.touch(container_id, self._now())
+        if container is None:
+            raise ContainerNotFound(container_id)
+        return container
+
+    def list(
+        self, *, order: Order, limit: int, after: str | None, before: str | None, name: str | None
+    ) -> Page[Container]:
+        """One page of containers, newest first by default; listing marks nothing active."""
+        query = PageQuery(
+            order=order,
+            limit=limit,
+            after=self._cursor(after, "after"),
+            before=self._cursor(before, "before"),
+        )
+        return self._repo.list_page(query, name=name)
+
+    def delete(self, container_id: str) -> None:
+        """Remove the sandbox with its files, then the record."""
+        if self._repo.get(container_id) is None:
+            raise ContainerNotFound(container_id)
+        with runtime_errors("remove the sandbox"):
+            self._runtime.destroy(container_id)
+        self._repo.delete(container_id)
+        log.info("deleted container %s", container_id)
+
+    def reconcile(self, grace_seconds: float = 60.0) -> None:
+        """Make sandboxes and records agree: orphans go, lost sandboxes expire, stopped restart."""
+        sandboxes = {s.container_id: s for s in self._runtime.list_sandboxes()}
+        running_ids = set(self._repo.ids_with_status("running"))
+        now = self._clock()
+        for cid, sandbox in sandboxes.items():
+            if cid not in running_ids:
+                if now - sandbox.created_at < grace_seconds and self._repo.get(cid) is None:
+                    continue  # a create may be in flight; its record is not written yet
+                log.info("removing sandbox %s: no running container owns it", cid)
+                self._runtime.destroy(cid)
+            elif sandbox.state == "stopped":
+                log.info("starting stopped sandbox %s", cid)
+                self._runtime.start(cid)
+        for cid in running_ids - sandboxes.keys():
+            log.warning("sandbox of container %s vanished; marking it expired", cid)
+            self._repo.set_status(cid, "expired")
+
+    def _cursor(self, container_id: str | None, param: str) -> Cursor | None:
+        if container_id is None:
+            return None
+        anchor = self._repo.get(container_id)
+        if anchor is None:
+            raise InvalidRequest(
+                f"No container found with id '{container_id}' for '{param}'.", param
+            )
+        return Cursor(anchor.created_at, anchor.id)

@@ -1,0 +1,99 @@
+"""ContainerRepository: containers in and out of the database as domain objects."""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from server.domain import Container, Page, PageQuery
+from server.store.database import Database
+from server.store.paging import cut, paged
+from server.store.tables import ContainerRecord
+
+
+def _to_domain(rec: ContainerRecord) -> Container:
+    return Container(
+        id=rec.id,
+        name=rec.name,
+        created_at=rec.created_at,
+        status=rec.status,  # type: ignore[arg-type]
+        expires_after_minutes=rec.expires_after_minutes,
+        last_active_at=rec.last_active_at,
+        memory_limit=rec.memory_limit,
+        network_policy_type=rec.network_policy_type,
+        allowed_domains=[d for d in rec.allowed_domains.split("\n") if d],
+    )
+
+
+def _to_record(c: Container) -> ContainerRecord:
+    return ContainerRecord(
+        id=c.id,
+        name=c.name,
+        created_at=c.created_at,
+        status=c.status,
+        expires_after_minutes=c.expires_after_minutes,
+        last_active_at=c.last_active_at,
+        expires_at=c.expires_at,
+        memory_limit=c.memory_limit,
+        network_policy_type=c.network_policy_type,
+        allowed_domains="\n".join(c.allowed_domains),
+    )
+
+
+class ContainerRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(self, container: Container) -> None:
+        with self._db.session() as s:
+            s.add(_to_record(container))
+            s.commit()
+
+    def get(self, container_id: str) -> Container | None:
+        with self._db.session() as s:
+            rec = s.get(ContainerRecord, container_id)
+            return _to_domain(rec) if rec else None
+
+    def touch(self, container_id: str, now: int) -> Container | None:
+        """Set last_active_at (and so the deadline) of a running container; return it."""
+        with self._db.session() as s:
+            rec = s.get(ContainerRecord, container_id)
+            if rec is None:
+                return None
+            if rec.status == "running" and rec.last_active_at < now:
+                rec.last_active_at = now
+                rec.expires_at = now + 60 * rec.expires_after_minutes
+                s.add(rec)
+                s.commit()
+            return _to_domain(rec)
+
+    def set_status(self, container_id: str, status: str) -> None:
+        with self._db.session() as s:
+            rec = s.get(ContainerRecord, container_id)
+            if rec is not None:
+                rec.status = status
+                s.add(rec)
+                s.commit()
+
+    def delete(self, container_id: str) -> bool:
+        with self._db.session() as s:
+            rec = s.get(ContainerRecord, container_id)
+            if rec is None:
+                return False
+            s.delete(rec)
+            s.commit()
+            return True
+
+    def list_page(self, query: PageQuery, name: str | None = None) -> Page[Container]:
+        stmt = select(ContainerRecord)
+        if name is not None:
+            stmt = stmt.where(ContainerRecord.name == name)
+        stmt, reverse = paged(stmt, ContainerRecord.created_at, ContainerRecord.id, query)
+        with self._db.session() as s:
+            rows = list(s.exec(stmt).all())
+        rows, has_more = cut(rows, query, reverse)
+        return Page(items=[_to_domain(r) for r in rows], has_more=has_more)
+
+    def ids_with_status(self, status: str) -> list[str]:
+        with self._db.session() as s:
+            stmt = select(ContainerRecord.id).where(col(ContainerRecord.status) == status)
+            return list(s.exec(stmt).all())

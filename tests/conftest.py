@@ -1,0 +1,151 @@
+"""Fixtures: real localbox servers on free ports, the openai SDK pointed at them, Docker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import httpx
+import openai
+import pytest
+
+from server.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class LocalboxServer:
+    """A localbox process serving on 127.0.0.1:port with its own data dir."""
+
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    api_key: str = "sk-test"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def instance_id(self) -> str:
+        return Settings(data_dir=self.data_dir).instance_id
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "LOCALBOX_HOST": "127.0.0.1",
+            "LOCALBOX_PORT": str(self.port),
+            "LOCALBOX_DATA_DIR": str(self.data_dir),
+            "LOCALBOX_LOG_LEVEL": "warning",
+            **self.env,
+        }
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with (self.data_dir / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "server"], cwd=ROOT, env=env, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"localbox exited early: {self.log_text()}")
+            try:
+                httpx.get(f"{self.url}/health", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"localbox did not start: {self.log_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log_text(self) -> str:
+        path = self.data_dir / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def client(self, **kwargs: object) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, **kwargs)  # type: ignore[arg-type]
+
+    def async_client(self, **kwargs: object) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, **kwargs)  # type: ignore[arg-type]
+
+
+def remove_sandboxes(instance_id: str) -> None:
+    """Remove every Docker object labelled with this instance (the fixtures' own clean-up)."""
+    client = docker.from_env()
+    label = f"localbox.instance={instance_id}"
+    for c in client.containers.list(all=True, filters={"label": label}):
+        c.remove(force=True)
+    for v in client.volumes.list(filters={"label": label}):
+        v.remove(force=True)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+def _serve(tmp_dir: Path, env: dict[str, str] | None = None) -> Iterator[LocalboxServer]:
+    server = LocalboxServer(data_dir=tmp_dir, env=env or {})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        remove_sandboxes(server.instance_id)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalboxServer]:
+    """A shared server with no API keys configured."""
+    yield from _serve(tmp_path_factory.mktemp("localbox"))
+
+
+@pytest.fixture(scope="session")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalboxServer]:
+    """A shared server that demands one of two API keys."""
+    yield from _serve(
+        tmp_path_factory.mktemp("localbox-keyed"), {"LOCALBOX_API_KEYS": "sk-test, sk-other"}
+    )
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[LocalboxServer]:
+    """A server of the test's own, with an empty database."""
+    yield from _serve(tmp_path / "data")
+
+
+@pytest.fixture
+def client(server: LocalboxServer) -> Iterator[openai.OpenAI]:
+    with server.client(max_retries=0) as c:
+        yield c

@@ -1,0 +1,89 @@
+"""Each API container is one hardened Docker container with a labelled volume at /mnt/data."""
+
+from __future__ import annotations
+
+import docker
+import docker.errors
+import openai
+import pytest
+
+from tests.conftest import LocalboxServer
+
+
+def _sandbox(
+    docker_client: docker.DockerClient, container_id: str
+) -> docker.models.containers.Container:
+    return docker_client.containers.get(f"localbox-{container_id}")
+
+
+def test_sandbox_is_hardened_and_labelled(
+    server: LocalboxServer, client: openai.OpenAI, docker_client: docker.DockerClient
+) -> None:
+    c = client.containers.create(name="hardened", memory_limit="4g")
+    sandbox = _sandbox(docker_client, c.id)
+    labels = sandbox.labels
+    assert labels["localbox.container_id"] == c.id
+    assert labels["localbox.instance"] == server.instance_id
+    assert sandbox.status == "running"
+
+    host = sandbox.attrs["HostConfig"]
+    assert host["NetworkMode"] == "none"
+    assert host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert host["PidsLimit"] == 256
+    assert host["Memory"] == 4 << 30
+    assert host["MemorySwap"] == 4 << 30
+    assert host["NanoCpus"] == 1_000_000_000
+    assert host["ReadonlyRootfs"] is True
+    assert host["Init"] is True
+    assert "/tmp" in host["Tmpfs"]
+    assert sandbox.attrs["Config"]["User"] == "1000:1000"
+
+    mounts = {m["Destination"]: m for m in sandbox.attrs["Mounts"]}
+    assert mounts["/mnt/data"]["Type"] == "volume"
+    assert mounts["/mnt/data"]["RW"] is True
+    volume = docker_client.volumes.get(mounts["/mnt/data"]["Name"])
+    assert volume.attrs["Labels"]["localbox.container_id"] == c.id
+    assert volume.attrs["Labels"]["localbox.instance"] == server.instance_id
+
+    client.containers.delete(c.id)
+    with pytest.raises(docker.errors.NotFound):
+        _sandbox(docker_client, c.id)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.volumes.get(volume.name)
+
+
+def test_sandbox_behaves_hardened_from_inside(
+    client: openai.OpenAI, docker_client: docker.DockerClient
+) -> None:
+    c = client.containers.create(name="inside")
+    sandbox = _sandbox(docker_client, c.id)
+
+    def run(cmd: str) -> tuple[int, str]:
+        code, out = sandbox.exec_run(["sh", "-c", cmd])
+        return code, out.decode()
+
+    assert run("id -u") == (0, "1000\n")
+    assert run("pwd")[1] == "/mnt/data\n"
+    assert run("touch /etc/x")[0] != 0  # read-only root
+    assert run("echo hi > /mnt/data/a && cat /mnt/data/a") == (0, "hi\n")
+    assert run("echo t > /tmp/t && cat /tmp/t") == (0, "t\n")
+    assert run("ls /sys/class/net")[1].split() == ["lo"]
+    assert run("grep CapEff /proc/self/status")[1].split()[1] == "0000000000000000"
+    assert run("grep NoNewPrivs /proc/self/status")[1].split()[1] == "1"
+    assert "docker-init" in run("cat /proc/1/cmdline")[1]
+    # /mnt/data survives a sandbox restart: it is a volume, not the container's layer.
+    sandbox.restart(timeout=1)
+    assert run("cat /mnt/data/a") == (0, "hi\n")
+    client.containers.delete(c.id)
+
+
+def test_python_stack_is_in_the_image(
+    client: openai.OpenAI, docker_client: docker.DockerClient
+) -> None:
+    c = client.containers.create(name="stack")
+    code, out = _sandbox(docker_client, c.id).exec_run(
+        ["python3", "-c", "import numpy, pandas, matplotlib, ipykernel; print('ok')"]
+    )
+    assert (code, out) == (0, b"ok\n")
+    client.containers.delete(c.id)

@@ -1,0 +1,125 @@
+"""ContainerService over real SQLite and an in-memory runtime, with an injected clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.errors import ContainerNotFound, InvalidRequest, ServiceUnavailable
+from server.runtime import RuntimeUnavailable, SandboxInfo, SandboxSpec
+from server.services.containers import ContainerService, CreateContainer
+from server.store import ContainerRepository, Database
+
+
+class MemoryRuntime:
+    """A SandboxRuntime that keeps sandboxes in a dict (for fast service tests only)."""
+
+    def __init__(self) -> None:
+        self.sandboxes: dict[str, SandboxInfo] = {}
+        self.down = False
+
+    def ping(self) -> None:
+        if self.down:
+            raise RuntimeUnavailable("down")
+
+    def create(self, spec: SandboxSpec) -> None:
+        self.ping()
+        self.sandboxes[spec.container_id] = SandboxInfo(spec.container_id, "running", 0.0)
+
+    def destroy(self, container_id: str) -> None:
+        self.ping()
+        self.sandboxes.pop(container_id, None)
+
+    def start(self, container_id: str) -> None:
+        self.sandboxes[container_id] = SandboxInfo(container_id, "running", 0.0)
+
+    def list_sandboxes(self) -> list[SandboxInfo]:
+        self.ping()
+        return list(self.sandboxes.values())
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[ContainerService, MemoryRuntime, Clock]:
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db.create_tables()
+    runtime, clock = MemoryRuntime(), Clock()
+    return ContainerService(ContainerRepository(db), runtime, clock), runtime, clock
+
+
+def test_create_and_touch_use_the_clock(
+    parts: tuple[ContainerService, MemoryRuntime, Clock],
+) -> None:
+    service, runtime, clock = parts
+    c = service.create(CreateContainer(name="a", minutes=5))
+    assert c.created_at == 1_000_000
+    assert c.expires_at == 1_000_000 + 300
+    assert c.id in runtime.sandboxes
+    clock.now += 90
+    touched = service.retrieve(c.id)
+    assert touched.last_active_at == 1_000_090
+    assert touched.expires_at == 1_000_090 + 300
+    listed = service.list(order="desc", limit=10, after=None, before=None, name=None)
+    assert listed.items[0].last_active_at == 1_000_090
+
+
+def test_ties_in_created_at_are_broken_by_id(
+    parts: tuple[ContainerService, MemoryRuntime, Clock],
+) -> None:
+    service, _, _ = parts
+    ids = sorted(service.create(CreateContainer(name=f"c{i}")).id for i in range(5))
+    asc = service.list(order="asc", limit=10, after=None, before=None, name=None)
+    assert [c.id for c in asc.items] == ids
+    page = service.list(order="desc", limit=2, after=ids[3], before=None, name=None)
+    assert [c.id for c in page.items] == [ids[2], ids[1]]
+    assert page.has_more is True
+
+
+def test_validation_and_not_found(parts: tuple[ContainerService, MemoryRuntime, Clock]) -> None:
+    service, _, _ = parts
+    with pytest.raises(InvalidRequest) as info:
+        service.create(CreateContainer(name="a", minutes=0))
+    assert info.value.param == "expires_after.minutes"
+    with pytest.raises(InvalidRequest):
+        service.create(CreateContainer(name="a", memory_limit="2g"))
+    with pytest.raises(ContainerNotFound):
+        service.retrieve("cntr_missing")
+    with pytest.raises(ContainerNotFound):
+        service.delete("cntr_missing")
+
+
+def test_engine_down_is_service_unavailable_and_records_nothing(
+    parts: tuple[ContainerService, MemoryRuntime, Clock],
+) -> None:
+    service, runtime, _ = parts
+    runtime.down = True
+    with pytest.raises(ServiceUnavailable):
+        service.create(CreateContainer(name="a"))
+    runtime.down = False
+    assert service.list(order="desc", limit=10, after=None, before=None, name=None).items == []
+
+
+def test_reconcile(parts: tuple[ContainerService, MemoryRuntime, Clock]) -> None:
+    service, runtime, clock = parts
+    kept = service.create(CreateContainer(name="kept"))
+    lost = service.create(CreateContainer(name="lost"))
+    stopped = service.create(CreateContainer(name="stopped"))
+    runtime.sandboxes.pop(lost.id)
+    runtime.sandboxes[stopped.id] = SandboxInfo(stopped.id, "stopped", 0.0)
+    runtime.sandboxes["cntr_orphan"] = SandboxInfo("cntr_orphan", "running", clock.now - 600)
+    runtime.sandboxes["cntr_young"] = SandboxInfo("cntr_young", "running", clock.now - 1)
+
+    service.reconcile()
+
+    assert set(runtime.sandboxes) == {kept.id, stopped.id, "cntr_young"}
+    assert runtime.sandboxes[stopped.id].state == "running"
+    assert service.retrieve(lost.id).status == "expired"
+    assert service.retrieve(kept.id).status == "running"
