@@ -9,15 +9,24 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from server.api import containers, health
+from server.api import container_files, containers, files, health
 from server.api.deps import require_api_key
+from server.api.uploads import BodyLimitMiddleware
 from server.config import Settings
 from server.errors import install_error_handlers
 from server.ids import Clock, system_clock
 from server.middleware import RequestIdMiddleware
 from server.runtime import SandboxRuntime, SandboxRuntimeError
+from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
-from server.store import ContainerRepository, Database
+from server.services.files import FileService
+from server.store import (
+    BlobStore,
+    ContainerFileRepository,
+    ContainerRepository,
+    Database,
+    FileRepository,
+)
 
 log = logging.getLogger("localbox")
 
@@ -39,8 +48,19 @@ def create_app(
             pids_limit=settings.sandbox_pids_limit,
             tmp_size=settings.sandbox_tmp_size,
         )
+    container_repo = ContainerRepository(db)
+    file_service = FileService(
+        FileRepository(db),
+        BlobStore(settings.resolved_data_dir / "files"),
+        clock,
+        max_bytes=settings.max_upload_bytes,
+    )
+    container_file_service = ContainerFileService(
+        container_repo, ContainerFileRepository(db), file_service, runtime, clock
+    )
     container_service = ContainerService(
-        ContainerRepository(db),
+        container_repo,
+        container_file_service,
         runtime,
         clock,
         default_minutes=settings.default_expiry_minutes,
@@ -80,12 +100,17 @@ def create_app(
     )
     app.state.settings = settings
     app.state.containers = container_service
+    app.state.container_files = container_file_service
+    app.state.files = file_service
     app.state.health_checks = health_checks
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
     v1.include_router(containers.router)
+    v1.include_router(container_files.router)
+    v1.include_router(files.router)
     app.include_router(v1)
     app.include_router(health.router)
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     sandbox_cpus: float = Field(default=1.0, gt=0)
     sandbox_pids_limit: int = Field(default=256, ge=16)
     sandbox_tmp_size: str = "256m"
+    max_upload_bytes: int = Field(default=512 << 20, ge=1)
     default_expiry_minutes: int = Field(default=20, ge=1)
     max_expiry_minutes: int = Field(default=10080, ge=1)
     log_level: str = "info"

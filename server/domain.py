@@ -18,8 +18,27 @@ MEMORY_LIMITS: dict[str, int] = {
 }
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """A position in a listing: (created_at, id), the sort key with ties broken by id."""
+
+    created_at: int
+    id: str
+
+
+class Listed:
+    """Anything listed in pages: ordered by created_at, ties broken by id."""
+
+    id: str
+    created_at: int
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.created_at, self.id)
+
+
 @dataclass
-class Container:
+class Container(Listed):
     id: str
     name: str
     created_at: int
@@ -35,12 +54,28 @@ class Container:
         return self.last_active_at + 60 * self.expires_after_minutes
 
 
-@dataclass(frozen=True)
-class Cursor:
-    """A position in a listing: (created_at, id), the sort key with ties broken by id."""
-
-    created_at: int
+@dataclass
+class ContainerFile(Listed):
     id: str
+    container_id: str
+    path: str
+    """Relative to the sandbox's data directory (/mnt/data)."""
+    bytes: int
+    created_at: int
+    source: Literal["user", "assistant"]
+    mtime: float = 0.0
+
+
+@dataclass
+class File(Listed):
+    """A Files-API file: bytes kept on the host, referred to by file_ids and file_id."""
+
+    id: str
+    filename: str
+    bytes: int
+    created_at: int
+    purpose: str
+    status: str = "processed"
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,28 @@ class ContainerNotFound(NotFound):
         super().__init__(f"No container found with id '{container_id}'.", "container_id")
 
 
+class FileNotFound(NotFound):
+    def __init__(self, file_id: str, param: str | None = None) -> None:
+        super().__init__(f"No file found with id '{file_id}'.", param)
+
+
+class ContainerExpired(InvalidRequest):
+    def __init__(self) -> None:
+        super().__init__("Container is expired.", "container_id")
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "file_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The upload is larger than the limit of {limit} bytes (LOCALBOX_MAX_UPLOAD_BYTES).",
+            "file",
+        )
+        self.limit = limit
+
+
 class InvalidApiKey(ApiError):
     status = 401
     code = "invalid_api_key"

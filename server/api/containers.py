@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from server.api.deps import Containers, Limit, OrderParam
-from server.api.schemas import Container, ContainerCreateBody, Deleted, Page
+from server.api.schemas import Container, ContainerCreateBody, Deleted, Page, page_of
 from server.services.containers import CreateContainer
 
 router = APIRouter(prefix="/containers", tags=["containers"])
@@ -36,13 +36,7 @@ def list_containers(
     name: str | None = None,
 ) -> Page[Container]:
     page = service.list(order=order, limit=limit, after=after, before=before, name=name)
-    data = [Container.of(c) for c in page.items]
-    return Page[Container](
-        data=data,
-        first_id=data[0].id if data else None,
-        last_id=data[-1].id if data else None,
-        has_more=page.has_more,
-    )
+    return Page[Container](**page_of([Container.of(c) for c in page.items], page.has_more))
 
 
 @router.get("/{container_id}", response_model=Container)

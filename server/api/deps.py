@@ -8,7 +8,9 @@ from typing import Annotated, Literal
 from fastapi import Depends, Header, Query, Request
 
 from server.errors import InvalidApiKey
+from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
+from server.services.files import FileService
 
 
 def _container_service(request: Request) -> ContainerService:
@@ -16,7 +18,19 @@ def _container_service(request: Request) -> ContainerService:
     return service
 
 
+def _container_file_service(request: Request) -> ContainerFileService:
+    service: ContainerFileService = request.app.state.container_files
+    return service
+
+
+def _file_service(request: Request) -> FileService:
+    service: FileService = request.app.state.files
+    return service
+
+
 Containers = Annotated[ContainerService, Depends(_container_service)]
+ContainerFiles = Annotated[ContainerFileService, Depends(_container_file_service)]
+Files = Annotated[FileService, Depends(_file_service)]
 
 
 def require_api_key(
@@ -38,4 +52,5 @@ def require_api_key(
 
 
 Limit = Annotated[int, Query(ge=1, le=100)]
+FilesLimit = Annotated[int, Query(ge=1, le=10000)]
 OrderParam = Annotated[Literal["asc", "desc"], Query()]

@@ -91,12 +91,69 @@ class Container(BaseModel):
         )
 
 
+class ContainerFile(BaseModel):
+    id: str
+    object: Literal["container.file"] = "container.file"
+    container_id: str
+    created_at: int
+    bytes: int
+    path: str
+    source: str
+
+    @classmethod
+    def of(cls, f: domain.ContainerFile) -> ContainerFile:
+        return cls(
+            id=f.id,
+            container_id=f.container_id,
+            created_at=f.created_at,
+            bytes=f.bytes,
+            path=f"/mnt/data/{f.path}",
+            source=f.source,
+        )
+
+
+class FileObject(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: str
+
+    @classmethod
+    def of(cls, f: domain.File) -> FileObject:
+        return cls(
+            id=f.id,
+            bytes=f.bytes,
+            created_at=f.created_at,
+            filename=f.filename,
+            purpose=f.purpose,
+            status=f.status,
+        )
+
+
+class FileIdBody(BaseModel):
+    file_id: str
+
+
 class Page(BaseModel, Generic[T]):
     object: Literal["list"] = "list"
     data: list[T]
     first_id: str | None
     last_id: str | None
     has_more: bool
+
+
+def page_of(items: list[T], has_more: bool) -> dict[str, Any]:
+    """The fields of a list page around already-converted items."""
+    ids = [getattr(item, "id") for item in items]  # noqa: B009
+    return {
+        "data": items,
+        "first_id": ids[0] if ids else None,
+        "last_id": ids[-1] if ids else None,
+        "has_more": has_more,
+    }
 
 
 class Deleted(BaseModel):

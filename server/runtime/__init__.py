@@ -2,6 +2,8 @@
 
 from server.runtime.base import (
     RuntimeUnavailable,
+    SandboxFile,
+    SandboxFileNotFound,
     SandboxInfo,
     SandboxNotFound,
     SandboxRuntime,
@@ -11,6 +13,8 @@ from server.runtime.base import (
 
 __all__ = [
     "RuntimeUnavailable",
+    "SandboxFile",
+    "SandboxFileNotFound",
     "SandboxInfo",
     "SandboxNotFound",
     "SandboxRuntime",

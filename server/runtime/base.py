@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 SandboxState = Literal["running", "stopped", "missing"]
 
@@ -20,6 +21,10 @@ class SandboxNotFound(SandboxRuntimeError):
     """The sandbox does not exist (any more)."""
 
 
+class SandboxFileNotFound(SandboxRuntimeError):
+    """The sandbox has no file at that path."""
+
+
 @dataclass(frozen=True)
 class SandboxSpec:
     container_id: str
@@ -31,6 +36,15 @@ class SandboxInfo:
     container_id: str
     state: SandboxState
     created_at: float
+
+
+@dataclass(frozen=True)
+class SandboxFile:
+    """A regular file under the sandbox's data directory; path is relative to it."""
+
+    path: str
+    bytes: int
+    mtime: float
 
 
 class SandboxRuntime(Protocol):
@@ -50,3 +64,15 @@ class SandboxRuntime(Protocol):
 
     def list_sandboxes(self) -> list[SandboxInfo]:
         """Every sandbox this server instance manages."""
+
+    def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
+        """Write size bytes from source to path (relative to /mnt/data), replacing any file."""
+
+    def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
+        """The size of the file at path and an iterator over its bytes, streamed."""
+
+    def delete_file(self, container_id: str, path: str) -> None:
+        """Remove the file at path; a missing file is not an error."""
+
+    def list_files(self, container_id: str) -> list[SandboxFile]:
+        """Every regular file under /mnt/data, sub-folders included."""

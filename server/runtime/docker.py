@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
+from typing import BinaryIO
 
 import docker
 import docker.errors
@@ -15,19 +16,25 @@ from docker.models.containers import Container as DockerContainer
 
 from server.runtime.base import (
     RuntimeUnavailable,
+    SandboxFile,
+    SandboxFileNotFound,
     SandboxInfo,
     SandboxNotFound,
     SandboxRuntimeError,
     SandboxSpec,
     SandboxState,
 )
+from server.runtime.tar_stream import tar_one_file, untar_first_file
 
 log = logging.getLogger("localbox.runtime")
 
 LABEL_CONTAINER = "localbox.container_id"
 LABEL_INSTANCE = "localbox.instance"
 LABEL_MANAGED = "localbox.managed"
-SANDBOX_USER = "1000:1000"
+SANDBOX_UID = 1000
+SANDBOX_USER = f"{SANDBOX_UID}:{SANDBOX_UID}"
+GO_MODE_DIR = 1 << 31
+LIST_FORMAT = "%s\\t%T@\\t%P\\0"
 DATA_PATH = "/mnt/data"
 
 
@@ -144,6 +151,57 @@ class DockerRuntime:
                 all=True, filters={"label": [f"{LABEL_INSTANCE}={self.instance}"]}
             )
             return [_info(c) for c in found if LABEL_CONTAINER in (c.labels or {})]
+
+    def _sandbox(self, container_id: str) -> DockerContainer:
+        with _translated("find sandbox"):
+            return self.client.containers.get(sandbox_name(container_id))
+
+    def _exec(self, container_id: str, argv: list[str], action: str) -> bytes:
+        sandbox = self._sandbox(container_id)
+        with _translated(action):
+            code, output = sandbox.exec_run(argv, user=SANDBOX_USER, workdir=DATA_PATH)
+        assert isinstance(output, bytes)
+        if code != 0:
+            raise SandboxRuntimeError(f"{action}: exit {code}: {output[-500:]!r}")
+        return output
+
+    def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
+        sandbox = self._sandbox(container_id)
+        archive = tar_one_file(path, source, size, uid=SANDBOX_UID, gid=SANDBOX_UID)
+        with _translated("write file"):
+            if not sandbox.put_archive(DATA_PATH, archive):
+                raise SandboxRuntimeError("write file: the engine refused the archive")
+
+    def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
+        sandbox = self._sandbox(container_id)
+        try:
+            with _translated("read file"):
+                chunks, stat = sandbox.get_archive(f"{DATA_PATH}/{path}")
+        except SandboxNotFound as exc:
+            raise SandboxFileNotFound(path) from exc
+        if int((stat or {}).get("mode", 0)) & GO_MODE_DIR:
+            raise SandboxFileNotFound(path)
+        with _translated("read file"):
+            return untar_first_file(chunks)
+
+    def delete_file(self, container_id: str, path: str) -> None:
+        self._exec(container_id, ["rm", "-f", "--", f"{DATA_PATH}/{path}"], "delete file")
+
+    def list_files(self, container_id: str) -> list[SandboxFile]:
+        argv = ["find", DATA_PATH, "-xdev", "-type", "f", "-printf", LIST_FORMAT]
+        output = self._exec(container_id, argv, "list files")
+        files = []
+        for entry in output.split(b"\0"):
+            size, _, rest = entry.partition(b"\t")
+            mtime, _, raw_path = rest.partition(b"\t")
+            try:
+                path = raw_path.decode("utf-8")
+            except UnicodeDecodeError:
+                log.warning("skipping a file whose name is not UTF-8: %r", raw_path)
+                continue
+            if path:
+                files.append(SandboxFile(path=path, bytes=int(size), mtime=float(mtime)))
+        return files
 
     def _remove_quietly(self, container_id: str) -> None:
         try:

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from server.domain import MEMORY_LIMITS, Container, Cursor, Order, Page, PageQuery
-from server.errors import (
-    ContainerNotFound,
-    InvalidRequest,
-    NotSupported,
-    SandboxFailure,
-    ServiceUnavailable,
-)
+from server.errors import ContainerNotFound, InvalidRequest, NotSupported
 from server.ids import Clock, new_container_id
-from server.runtime import RuntimeUnavailable, SandboxRuntime, SandboxRuntimeError, SandboxSpec
+from server.runtime import SandboxRuntime, SandboxSpec
+from server.services.container_files import ContainerFileService
+from server.services.errors import runtime_errors
 from server.store import ContainerRepository
 
 log = logging.getLogger("localbox.containers")
@@ -34,25 +28,11 @@ class CreateContainer:
     skills: int = 0
 
 
-@contextmanager
-def runtime_errors(action: str) -> Iterator[None]:
-    """Answer runtime failures as API errors: 503 while the engine is down, 500 otherwise."""
-    try:
-        yield
-    except RuntimeUnavailable as exc:
-        log.warning("%s: %s", action, exc)
-        raise ServiceUnavailable(
-            "The sandbox engine (Docker) is not answering; try again shortly."
-        ) from exc
-    except SandboxRuntimeError as exc:
-        log.error("%s: %s", action, exc)
-        raise SandboxFailure(f"Could not {action}.") from exc
-
-
 class ContainerService:
     def __init__(
         self,
         repo: ContainerRepository,
+        files: ContainerFileService,
         runtime: SandboxRuntime,
         clock: Clock,
         *,
@@ -60,6 +40,7 @@ class ContainerService:
         max_minutes: int = 10080,
     ) -> None:
         self._repo = repo
+        self._files = files
         self._runtime = runtime
         self._clock = clock
         self._default_minutes = default_minutes
@@ -82,10 +63,9 @@ class ContainerService:
             raise InvalidRequest(f"memory_limit must be one of {allowed}.", "memory_limit")
         if req.network_policy_type != "disabled":
             raise NotSupported("network_policy of type 'allowlist'", "network_policy")
-        if req.file_ids:
-            raise NotSupported("file_ids", "file_ids")
         if req.skills:
             raise NotSupported("skills", "skills")
+        sources = self._files.resolve_file_ids(req.file_ids)
 
         now = self._now()
         container = Container(
@@ -102,7 +82,10 @@ class ContainerService:
             self._runtime.create(spec)
         try:
             self._repo.add(container)
+            self._files.copy_in(container.id, sources)
         except Exception:
+            self._repo.delete(container.id)
+            self._files.forget(container.id)
             self._runtime.destroy(container.id)
             raise
         log.info("created container %s (%s)", container.id, memory_limit)
@@ -133,6 +116,7 @@ class ContainerService:
             raise ContainerNotFound(container_id)
         with runtime_errors("remove the sandbox"):
             self._runtime.destroy(container_id)
+        self._files.forget(container_id)
         self._repo.delete(container_id)
         log.info("deleted container %s", container_id)
 
@@ -153,6 +137,7 @@ class ContainerService:
         for cid in running_ids - sandboxes.keys():
             log.warning("sandbox of container %s vanished; marking it expired", cid)
             self._repo.set_status(cid, "expired")
+            self._files.forget(cid)
 
     def _cursor(self, container_id: str | None, param: str) -> Cursor | None:
         if container_id is None:
@@ -162,4 +147,4 @@ class ContainerService:
             raise InvalidRequest(
                 f"No container found with id '{container_id}' for '{param}'.", param
             )
-        return Cursor(anchor.created_at, anchor.id)
+        return anchor.cursor

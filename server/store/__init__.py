@@ -1,6 +1,14 @@
 """Persistence: SQLModel tables and repositories. The only package that imports sqlmodel."""
 
+from server.store.container_files import ContainerFileRepository
 from server.store.containers import ContainerRepository
 from server.store.database import Database
+from server.store.files import BlobStore, FileRepository
 
-__all__ = ["ContainerRepository", "Database"]
+__all__ = [
+    "BlobStore",
+    "ContainerFileRepository",
+    "ContainerRepository",
+    "Database",
+    "FileRepository",
+]

@@ -23,3 +23,31 @@ class ContainerRecord(SQLModel, table=True):
     memory_limit: str
     network_policy_type: str = "disabled"
     allowed_domains: str = ""
+
+
+class ContainerFileRecord(SQLModel, table=True):
+    __tablename__ = "container_files"
+    __table_args__ = (
+        Index("ix_container_files_page", "container_id", "created_at", "id"),
+        Index("ix_container_files_path", "container_id", "path", unique=True),
+    )
+
+    id: str = Field(primary_key=True)
+    container_id: str
+    path: str
+    bytes: int
+    created_at: int
+    source: str
+    mtime: float = 0.0
+
+
+class FileRecord(SQLModel, table=True):
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_page", "created_at", "id"),)
+
+    id: str = Field(primary_key=True)
+    filename: str
+    bytes: int
+    created_at: int
+    purpose: str = Field(index=True)
+    status: str = "processed"

@@ -60,7 +60,6 @@ def test_minutes_above_the_configured_maximum(client: openai.OpenAI) -> None:
             {"network_policy": {"type": "allowlist", "allowed_domains": ["pypi.org"]}},
             "network_policy",
         ),
-        ({"file_ids": ["file-abc"]}, "file_ids"),
         ({"skills": [{"type": "skill_reference", "skill_id": "s"}]}, "skills"),
     ],
 )

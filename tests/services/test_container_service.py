@@ -7,36 +7,18 @@ from pathlib import Path
 import pytest
 
 from server.errors import ContainerNotFound, InvalidRequest, ServiceUnavailable
-from server.runtime import RuntimeUnavailable, SandboxInfo, SandboxSpec
+from server.runtime import SandboxInfo
+from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService, CreateContainer
-from server.store import ContainerRepository, Database
-
-
-class MemoryRuntime:
-    """A SandboxRuntime that keeps sandboxes in a dict (for fast service tests only)."""
-
-    def __init__(self) -> None:
-        self.sandboxes: dict[str, SandboxInfo] = {}
-        self.down = False
-
-    def ping(self) -> None:
-        if self.down:
-            raise RuntimeUnavailable("down")
-
-    def create(self, spec: SandboxSpec) -> None:
-        self.ping()
-        self.sandboxes[spec.container_id] = SandboxInfo(spec.container_id, "running", 0.0)
-
-    def destroy(self, container_id: str) -> None:
-        self.ping()
-        self.sandboxes.pop(container_id, None)
-
-    def start(self, container_id: str) -> None:
-        self.sandboxes[container_id] = SandboxInfo(container_id, "running", 0.0)
-
-    def list_sandboxes(self) -> list[SandboxInfo]:
-        self.ping()
-        return list(self.sandboxes.values())
+from server.services.files import FileService
+from server.store import (
+    BlobStore,
+    ContainerFileRepository,
+    ContainerRepository,
+    Database,
+    FileRepository,
+)
+from tests.services.memory_runtime import MemoryRuntime
 
 
 class Clock:
@@ -52,7 +34,12 @@ def parts(tmp_path: Path) -> tuple[ContainerService, MemoryRuntime, Clock]:
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     db.create_tables()
     runtime, clock = MemoryRuntime(), Clock()
-    return ContainerService(ContainerRepository(db), runtime, clock), runtime, clock
+    containers = ContainerRepository(db)
+    files = FileService(FileRepository(db), BlobStore(tmp_path / "blobs"), clock, max_bytes=1 << 20)
+    container_files = ContainerFileService(
+        containers, ContainerFileRepository(db), files, runtime, clock
+    )
+    return ContainerService(containers, container_files, runtime, clock), runtime, clock
 
 
 def test_create_and_touch_use_the_clock(

@@ -1,0 +1,62 @@
+"""Routes for /v1/containers/{container_id}/files."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from server.api.deps import ContainerFiles, Limit, OrderParam
+from server.api.schemas import ContainerFile, Deleted, Page, page_of
+from server.api.uploads import FileIdRef, container_upload, content_headers
+
+router = APIRouter(prefix="/containers/{container_id}/files", tags=["container files"])
+
+
+@router.post("", response_model=ContainerFile)
+async def create_container_file(
+    container_id: str, request: Request, service: ContainerFiles
+) -> ContainerFile:
+    await run_in_threadpool(service.ensure_active, container_id)
+    async with container_upload(request) as upload:
+        if isinstance(upload, FileIdRef):
+            file = await run_in_threadpool(service.upload_file_id, container_id, upload.file_id)
+        else:
+            file = await run_in_threadpool(
+                service.upload, container_id, upload.filename, upload.file, upload.size
+            )
+    return ContainerFile.of(file)
+
+
+@router.get("", response_model=Page[ContainerFile])
+def list_container_files(
+    container_id: str,
+    service: ContainerFiles,
+    after: str | None = None,
+    limit: Limit = 20,
+    order: OrderParam = "desc",
+) -> Page[ContainerFile]:
+    page = service.list(container_id, order=order, limit=limit, after=after)
+    return Page[ContainerFile](**page_of([ContainerFile.of(f) for f in page.items], page.has_more))
+
+
+@router.get("/{file_id}", response_model=ContainerFile)
+def retrieve_container_file(
+    container_id: str, file_id: str, service: ContainerFiles
+) -> ContainerFile:
+    return ContainerFile.of(service.retrieve(container_id, file_id))
+
+
+@router.delete("/{file_id}", response_model=Deleted)
+def delete_container_file(container_id: str, file_id: str, service: ContainerFiles) -> Deleted:
+    service.delete(container_id, file_id)
+    return Deleted(id=file_id, object="container.file.deleted")
+
+
+@router.get("/{file_id}/content")
+def container_file_content(
+    container_id: str, file_id: str, service: ContainerFiles
+) -> StreamingResponse:
+    file, size, chunks = service.content(container_id, file_id)
+    name = file.path.rsplit("/", 1)[-1]
+    return StreamingResponse(chunks, headers=content_headers(name, size))

@@ -1,0 +1,203 @@
+"""ContainerFileService: files inside a container's sandbox, under /mnt/data.
+
+The sandbox is the truth: the bytes live only there, and the records are brought in line
+with what the sandbox holds (files code created appear with source "assistant", files
+removed inside disappear) whenever the files are listed or looked up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from server.domain import Container, ContainerFile, File, Order, Page, PageQuery
+from server.errors import (
+    ContainerExpired,
+    ContainerNotFound,
+    FileNotFound,
+    InvalidRequest,
+    PayloadTooLarge,
+)
+from server.ids import Clock, new_container_file_id
+from server.runtime import SandboxFileNotFound, SandboxRuntime, SandboxRuntimeError
+from server.services.errors import runtime_errors
+from server.services.files import FileService
+from server.services.names import safe_name
+from server.store import ContainerFileRepository, ContainerRepository
+
+log = logging.getLogger("localbox.container_files")
+
+
+class ContainerFileService:
+    def __init__(
+        self,
+        containers: ContainerRepository,
+        repo: ContainerFileRepository,
+        files: FileService,
+        runtime: SandboxRuntime,
+        clock: Clock,
+    ) -> None:
+        self._containers = containers
+        self._repo = repo
+        self._files = files
+        self._runtime = runtime
+        self._clock = clock
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, container_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[container_id]
+
+    def _active(self, container_id: str) -> Container:
+        """The container, marked active; 404 when unknown, 400 when expired."""
+        container = self._containers.touch(container_id, int(self._clock()))
+        if container is None:
+            raise ContainerNotFound(container_id)
+        if container.status != "running":
+            raise ContainerExpired()
+        return container
+
+    def upload(
+        self, container_id: str, filename: str | None, source: BinaryIO, size: int
+    ) -> ContainerFile:
+        """Write an uploaded file to /mnt/data/<safe name>, replacing a file of that name."""
+        if size > self._files.max_bytes:
+            raise PayloadTooLarge(self._files.max_bytes)
+        name = safe_name(filename)
+        self._active(container_id)
+        return self._write(container_id, name, source, size)
+
+    def upload_file_id(self, container_id: str, file_id: str) -> ContainerFile:
+        """Copy a Files-API file into the container under its file name."""
+        self._active(container_id)
+        file, source = self._files.open(file_id, "file_id")
+        with source:
+            return self._write(container_id, file.filename, source, file.bytes)
+
+    def resolve_file_ids(self, file_ids: list[str]) -> list[File]:
+        """The Files-API files named at container creation; 404 naming file_ids if one is gone."""
+        return [self._files.retrieve(fid, "file_ids") for fid in file_ids]
+
+    def copy_in(self, container_id: str, files: list[File]) -> None:
+        """Copy Files-API files into a new container (source "user")."""
+        for file in files:
+            _, source = self._files.open(file.id, "file_ids")
+            with source:
+                self._write(container_id, file.filename, source, file.bytes)
+
+    def _write(self, container_id: str, name: str, source: BinaryIO, size: int) -> ContainerFile:
+        with self._lock(container_id):
+            try:
+                with runtime_errors("write the file into the sandbox"):
+                    self._runtime.put_file(container_id, name, source, size)
+            except Exception:
+                self._discard(container_id, name)
+                raise
+            file = ContainerFile(
+                id=new_container_file_id(),
+                container_id=container_id,
+                path=name,
+                bytes=size,
+                created_at=int(self._clock()),
+                source="user",
+            )
+            self._repo.put(file)
+        log.info("wrote %s (%d bytes) into %s", name, size, container_id)
+        return file
+
+    def list(
+        self, container_id: str, *, order: Order, limit: int, after: str | None
+    ) -> Page[ContainerFile]:
+        self._active(container_id)
+        self.sync(container_id)
+        cursor = None
+        if after is not None:
+            anchor = self._repo.get(container_id, after)
+            if anchor is None:
+                raise InvalidRequest(f"No file found with id '{after}' for 'after'.", "after")
+            cursor = anchor.cursor
+        return self._repo.list_page(container_id, PageQuery(order=order, limit=limit, after=cursor))
+
+    def retrieve(self, container_id: str, file_id: str) -> ContainerFile:
+        self._active(container_id)
+        self.sync(container_id)
+        return self._get(container_id, file_id)
+
+    def delete(self, container_id: str, file_id: str) -> None:
+        """Remove the file's bytes from the sandbox and its record."""
+        self._active(container_id)
+        with self._lock(container_id):
+            file = self._get(container_id, file_id)
+            with runtime_errors("delete the file from the sandbox"):
+                self._runtime.delete_file(container_id, file.path)
+            self._repo.delete(file.id)
+
+    def content(
+        self, container_id: str, file_id: str
+    ) -> tuple[ContainerFile, int, Iterator[bytes]]:
+        """The file, its current size and its bytes streamed out of the sandbox."""
+        self._active(container_id)
+        file = self._get(container_id, file_id)
+        try:
+            with runtime_errors("read the file from the sandbox"):
+                size, chunks = self._runtime.open_file(container_id, file.path)
+        except SandboxFileNotFound:
+            self._repo.delete(file.id)
+            raise FileNotFound(file_id) from None
+        return file, size, chunks
+
+    def forget(self, container_id: str) -> None:
+        """Drop every record of the container's files (its sandbox is gone)."""
+        self._repo.delete_all(container_id)
+        with self._locks_guard:
+            self._locks.pop(container_id, None)
+
+    def sync(self, container_id: str) -> None:
+        """Bring the records in line with the files the sandbox really holds."""
+        with self._lock(container_id):
+            with runtime_errors("list the files in the sandbox"):
+                actual = {f.path: f for f in self._runtime.list_files(container_id)}
+            known = {f.path: f for f in self._repo.all_for(container_id)}
+            added = [
+                ContainerFile(
+                    id=new_container_file_id(),
+                    container_id=container_id,
+                    path=path,
+                    bytes=f.bytes,
+                    created_at=int(f.mtime) or int(self._clock()),
+                    source="assistant",
+                    mtime=f.mtime,
+                )
+                for path, f in actual.items()
+                if path not in known
+            ]
+            changed = []
+            for path, rec in known.items():
+                now = actual.get(path)
+                if now is not None and (now.bytes != rec.bytes or now.mtime != rec.mtime):
+                    rec.bytes, rec.mtime = now.bytes, now.mtime
+                    changed.append(rec)
+            removed = [rec.id for path, rec in known.items() if path not in actual]
+            if added or changed or removed:
+                self._repo.apply(added, changed, removed)
+
+    def _discard(self, container_id: str, path: str) -> None:
+        """Remove what a failed write may have left; a failure here is only logged."""
+        try:
+            self._runtime.delete_file(container_id, path)
+        except SandboxRuntimeError as exc:
+            log.warning("could not remove partial %s in %s: %s", path, container_id, exc)
+
+    def ensure_active(self, container_id: str) -> None:
+        """Fail early (404, expired) before a client sends a large body for nothing."""
+        self._active(container_id)
+
+    def _get(self, container_id: str, file_id: str) -> ContainerFile:
+        file = self._repo.get(container_id, file_id)
+        if file is None:
+            raise FileNotFound(file_id)
+        return file

@@ -1,0 +1,91 @@
+"""FileRepository and BlobStore: Files-API metadata in the database, bytes on the host disk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlmodel import select
+
+from server.domain import File, Page, PageQuery
+from server.store.database import Database
+from server.store.paging import cut, paged
+from server.store.tables import FileRecord
+
+
+def _to_domain(rec: FileRecord) -> File:
+    return File(
+        id=rec.id,
+        filename=rec.filename,
+        bytes=rec.bytes,
+        created_at=rec.created_at,
+        purpose=rec.purpose,
+        status=rec.status,
+    )
+
+
+class FileRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(self, file: File) -> None:
+        with self._db.session() as s:
+            s.add(FileRecord(**vars(file)))
+            s.commit()
+
+    def get(self, file_id: str) -> File | None:
+        with self._db.session() as s:
+            rec = s.get(FileRecord, file_id)
+            return _to_domain(rec) if rec else None
+
+    def delete(self, file_id: str) -> bool:
+        with self._db.session() as s:
+            rec = s.get(FileRecord, file_id)
+            if rec is None:
+                return False
+            s.delete(rec)
+            s.commit()
+            return True
+
+    def list_page(self, query: PageQuery, purpose: str | None = None) -> Page[File]:
+        stmt = select(FileRecord)
+        if purpose is not None:
+            stmt = stmt.where(FileRecord.purpose == purpose)
+        stmt, reverse = paged(stmt, FileRecord.created_at, FileRecord.id, query)
+        with self._db.session() as s:
+            rows = list(s.exec(stmt).all())
+        rows, has_more = cut(rows, query, reverse)
+        return Page(items=[_to_domain(r) for r in rows], has_more=has_more)
+
+
+class BlobStore:
+    """Files-API bytes, one file per id under a directory; writes land atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._incoming = root / ".incoming"
+        self._incoming.mkdir(exist_ok=True)
+
+    def path(self, file_id: str) -> Path:
+        return self.root / file_id
+
+    def save(self, file_id: str, source: BinaryIO) -> int:
+        """Copy source into the store; returns the byte count. Nothing is left on failure."""
+        tmp = self._incoming / file_id
+        try:
+            with tmp.open("wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+                size = out.tell()
+            os.replace(tmp, self.path(file_id))
+        finally:
+            tmp.unlink(missing_ok=True)
+        return size
+
+    def open(self, file_id: str) -> BinaryIO:
+        return self.path(file_id).open("rb")
+
+    def remove(self, file_id: str) -> None:
+        self.path(file_id).unlink(missing_ok=True)

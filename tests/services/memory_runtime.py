@@ -1,0 +1,64 @@
+"""MemoryRuntime: a SandboxRuntime kept in dicts, for fast service tests only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from server.runtime import (
+    RuntimeUnavailable,
+    SandboxFile,
+    SandboxFileNotFound,
+    SandboxInfo,
+    SandboxNotFound,
+    SandboxSpec,
+)
+
+
+class MemoryRuntime:
+    def __init__(self) -> None:
+        self.sandboxes: dict[str, SandboxInfo] = {}
+        self.files: dict[str, dict[str, bytes]] = {}
+        self.down = False
+
+    def ping(self) -> None:
+        if self.down:
+            raise RuntimeUnavailable("down")
+
+    def create(self, spec: SandboxSpec) -> None:
+        self.ping()
+        self.sandboxes[spec.container_id] = SandboxInfo(spec.container_id, "running", 0.0)
+        self.files[spec.container_id] = {}
+
+    def destroy(self, container_id: str) -> None:
+        self.ping()
+        self.sandboxes.pop(container_id, None)
+        self.files.pop(container_id, None)
+
+    def start(self, container_id: str) -> None:
+        self.sandboxes[container_id] = SandboxInfo(container_id, "running", 0.0)
+
+    def list_sandboxes(self) -> list[SandboxInfo]:
+        self.ping()
+        return list(self.sandboxes.values())
+
+    def _files(self, container_id: str) -> dict[str, bytes]:
+        self.ping()
+        if container_id not in self.files:
+            raise SandboxNotFound(container_id)
+        return self.files[container_id]
+
+    def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
+        self._files(container_id)[path] = source.read(size)
+
+    def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
+        data = self._files(container_id).get(path)
+        if data is None:
+            raise SandboxFileNotFound(path)
+        return len(data), iter([data])
+
+    def delete_file(self, container_id: str, path: str) -> None:
+        self._files(container_id).pop(path, None)
+
+    def list_files(self, container_id: str) -> list[SandboxFile]:
+        return [SandboxFile(p, len(d), 1.0) for p, d in self._files(container_id).items()]
