@@ -49,6 +49,7 @@ test: lint typecheck pytest
 
 bench: setup
 	$(BIN)/python scripts/bench_create.py
+	$(BIN)/python scripts/bench_files.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
