@@ -17,6 +17,7 @@ from server.errors import install_error_handlers
 from server.ids import Clock, system_clock
 from server.middleware import RequestIdMiddleware
 from server.runtime import SandboxRuntime, SandboxRuntimeError
+from server.scheduler import Scheduler
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
 from server.services.files import FileService
@@ -85,12 +86,21 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(db.create_tables)
         try:
-            await run_in_threadpool(container_service.reconcile)
+            await run_in_threadpool(container_service.reconcile, 0.0)
         except SandboxRuntimeError as exc:
             log.warning("reconcile skipped at start: %s", exc)
+        scheduler = Scheduler(
+            container_service,
+            sweep_seconds=settings.expiry_sweep_seconds,
+            reconcile_seconds=settings.reconcile_seconds,
+        )
+        scheduler.start()
         log.info("localbox ready (data dir %s)", settings.resolved_data_dir)
-        yield
-        db.close()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(scheduler.shutdown)
+            db.close()
 
     app = FastAPI(
         title="localbox",

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=512 << 20, ge=1)
     default_expiry_minutes: int = Field(default=20, ge=1)
     max_expiry_minutes: int = Field(default=10080, ge=1)
+    expiry_sweep_seconds: float = Field(default=5.0, gt=0)
+    reconcile_seconds: float = Field(default=60.0, gt=0)
     log_level: str = "info"
 
     @property

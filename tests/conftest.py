@@ -38,6 +38,7 @@ class LocalboxServer:
     port: int = field(default_factory=free_port)
     api_key: str = "sk-test"
     process: subprocess.Popen[bytes] | None = None
+    clients: list[openai.OpenAI] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -77,6 +78,9 @@ class LocalboxServer:
         raise RuntimeError(f"localbox did not start: {self.log_text()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        for client in self.clients:
+            client.close()
+        self.clients.clear()
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
             try:
@@ -91,7 +95,10 @@ class LocalboxServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def client(self, **kwargs: object) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, **kwargs)  # type: ignore[arg-type]
+        """An SDK client for this server; closed when the server stops."""
+        client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, **kwargs)  # type: ignore[arg-type]
+        self.clients.append(client)
+        return client
 
     def async_client(self, **kwargs: object) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, **kwargs)  # type: ignore[arg-type]

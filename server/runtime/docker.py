@@ -126,6 +126,8 @@ class DockerRuntime:
                     volumes={name: {"bind": DATA_PATH, "mode": "rw"}},
                     tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmp_size}"},
                     init=True,
+                    # The engine starts sandboxes again itself after it (or the host) restarts.
+                    restart_policy={"Name": "unless-stopped"},  # type: ignore[arg-type]
                     ulimits=[docker.types.Ulimit(name="nofile", soft=4096, hard=4096)],
                 )
                 container.start()

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 from server.domain import Container, ContainerFile, File, Order, Page, PageQuery
@@ -20,9 +21,15 @@ from server.errors import (
     FileNotFound,
     InvalidRequest,
     PayloadTooLarge,
+    SandboxFailure,
 )
 from server.ids import Clock, new_container_file_id
-from server.runtime import SandboxFileNotFound, SandboxRuntime, SandboxRuntimeError
+from server.runtime import (
+    SandboxFileNotFound,
+    SandboxNotFound,
+    SandboxRuntime,
+    SandboxRuntimeError,
+)
 from server.services.errors import runtime_errors
 from server.services.files import FileService
 from server.services.names import safe_name
@@ -47,6 +54,20 @@ class ContainerFileService:
         self._clock = clock
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
+
+    @contextmanager
+    def _sandbox(self, container_id: str, action: str) -> Iterator[None]:
+        """Runtime calls: a sandbox that vanished behind our back means the container expired."""
+        try:
+            with runtime_errors(action):
+                yield
+        except SandboxFailure as exc:
+            if isinstance(exc.__cause__, SandboxNotFound):
+                log.warning("sandbox of %s vanished; marking it expired", container_id)
+                self._containers.set_status(container_id, "expired")
+                self.forget(container_id)
+                raise ContainerExpired() from exc
+            raise
 
     def _lock(self, container_id: str) -> threading.Lock:
         with self._locks_guard:
@@ -92,7 +113,7 @@ class ContainerFileService:
     def _write(self, container_id: str, name: str, source: BinaryIO, size: int) -> ContainerFile:
         with self._lock(container_id):
             try:
-                with runtime_errors("write the file into the sandbox"):
+                with self._sandbox(container_id, "write the file into the sandbox"):
                     self._runtime.put_file(container_id, name, source, size)
             except Exception:
                 self._discard(container_id, name)
@@ -132,7 +153,7 @@ class ContainerFileService:
         self._active(container_id)
         with self._lock(container_id):
             file = self._get(container_id, file_id)
-            with runtime_errors("delete the file from the sandbox"):
+            with self._sandbox(container_id, "delete the file from the sandbox"):
                 self._runtime.delete_file(container_id, file.path)
             self._repo.delete(file.id)
 
@@ -143,7 +164,7 @@ class ContainerFileService:
         self._active(container_id)
         file = self._get(container_id, file_id)
         try:
-            with runtime_errors("read the file from the sandbox"):
+            with self._sandbox(container_id, "read the file from the sandbox"):
                 size, chunks = self._runtime.open_file(container_id, file.path)
         except SandboxFileNotFound:
             self._repo.delete(file.id)
@@ -159,7 +180,7 @@ class ContainerFileService:
     def sync(self, container_id: str) -> None:
         """Bring the records in line with the files the sandbox really holds."""
         with self._lock(container_id):
-            with runtime_errors("list the files in the sandbox"):
+            with self._sandbox(container_id, "list the files in the sandbox"):
                 actual = {f.path: f for f in self._runtime.list_files(container_id)}
             known = {f.path: f for f in self._repo.all_for(container_id)}
             added = [

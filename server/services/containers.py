@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from server.domain import MEMORY_LIMITS, Container, Cursor, Order, Page, PageQuery
 from server.errors import ContainerNotFound, InvalidRequest, NotSupported
 from server.ids import Clock, new_container_id
-from server.runtime import SandboxRuntime, SandboxSpec
+from server.runtime import SandboxRuntime, SandboxRuntimeError, SandboxSpec
 from server.services.container_files import ContainerFileService
 from server.services.errors import runtime_errors
 from server.store import ContainerRepository
@@ -119,6 +120,24 @@ class ContainerService:
         self._files.forget(container_id)
         self._repo.delete(container_id)
         log.info("deleted container %s", container_id)
+
+    def expire_due(self) -> Sequence[str]:
+        """Expire every running container past last_active_at + minutes: its sandbox, volume
+        and file records go; the container stays listed and retrievable as "expired"."""
+        now = int(self._clock())
+        expired = []
+        for cid in self._repo.due_ids(now):
+            if not self._repo.expire_if_due(cid, now):
+                continue  # touched since the query
+            self._files.forget(cid)
+            expired.append(cid)
+            try:
+                self._runtime.destroy(cid)
+            except SandboxRuntimeError as exc:
+                # The record says expired; reconcile removes the sandbox once the engine answers.
+                log.warning("expired %s but could not remove its sandbox yet: %s", cid, exc)
+            log.info("expired container %s", cid)
+        return expired
 
     def reconcile(self, grace_seconds: float = 60.0) -> None:
         """Make sandboxes and records agree: orphans go, lost sandboxes expire, stopped restart."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 
 from server.domain import Container, Page, PageQuery
 from server.store.database import Database
@@ -92,6 +92,29 @@ class ContainerRepository:
             rows = list(s.exec(stmt).all())
         rows, has_more = cut(rows, query, reverse)
         return Page(items=[_to_domain(r) for r in rows], has_more=has_more)
+
+    def due_ids(self, now: int) -> list[str]:
+        """Running containers whose deadline has passed (one indexed range query)."""
+        with self._db.session() as s:
+            stmt = select(ContainerRecord.id).where(
+                col(ContainerRecord.status) == "running", col(ContainerRecord.expires_at) <= now
+            )
+            return list(s.exec(stmt).all())
+
+    def expire_if_due(self, container_id: str, now: int) -> bool:
+        """Mark the container expired if it is still running and past its deadline."""
+        with self._db.session() as s:
+            result = s.exec(
+                update(ContainerRecord)
+                .where(
+                    col(ContainerRecord.id) == container_id,
+                    col(ContainerRecord.status) == "running",
+                    col(ContainerRecord.expires_at) <= now,
+                )
+                .values(status="expired")
+            )
+            s.commit()
+            return bool(result.rowcount)
 
     def ids_with_status(self, status: str) -> list[str]:
         with self._db.session() as s:

@@ -15,6 +15,7 @@ from tests.conftest import ROOT, LocalboxServer, free_port
 
 def test_wrong_key_is_authentication_error(keyed_server: LocalboxServer) -> None:
     bad = openai.OpenAI(base_url=keyed_server.base_url, api_key="sk-wrong-key-123", max_retries=0)
+    keyed_server.clients.append(bad)
     with pytest.raises(openai.AuthenticationError) as info:
         bad.containers.list()
     assert info.value.status_code == 401
@@ -35,6 +36,7 @@ def test_missing_key_is_401(keyed_server: LocalboxServer) -> None:
 def test_each_configured_key_works(keyed_server: LocalboxServer) -> None:
     for key in ("sk-test", "sk-other"):
         ok = openai.OpenAI(base_url=keyed_server.base_url, api_key=key, max_retries=0)
+        keyed_server.clients.append(ok)
         assert ok.containers.list(limit=1).object == "list"
 
 
@@ -46,6 +48,7 @@ def test_auth_comes_before_validation(keyed_server: LocalboxServer) -> None:
 def test_without_keys_any_bearer_is_accepted(server: LocalboxServer) -> None:
     for key in ("anything", "None"):
         c = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+        server.clients.append(c)
         assert c.containers.list(limit=1).object == "list"
     assert httpx.get(f"{server.base_url}/containers").status_code == 200
 

@@ -110,3 +110,45 @@ def test_reconcile(parts: tuple[ContainerService, MemoryRuntime, Clock]) -> None
     assert runtime.sandboxes[stopped.id].state == "running"
     assert service.retrieve(lost.id).status == "expired"
     assert service.retrieve(kept.id).status == "running"
+
+
+def test_expiry_follows_the_injected_clock(
+    parts: tuple[ContainerService, MemoryRuntime, Clock],
+) -> None:
+    service, runtime, clock = parts
+    short = service.create(CreateContainer(name="short", minutes=1))
+    long = service.create(CreateContainer(name="long", minutes=10))
+    clock.now += 59
+    assert service.expire_due() == []
+    clock.now += 1
+    assert service.expire_due() == [short.id]
+    assert short.id not in runtime.sandboxes
+    assert long.id in runtime.sandboxes
+    expired = service.retrieve(short.id)
+    assert expired.status == "expired"
+    # Retrieving an expired container does not revive it or move its timestamps.
+    assert expired.last_active_at == short.last_active_at
+    assert service.expire_due() == []
+
+    # Activity pushes the deadline: retrieve at +9 min, so +10 min is not due yet.
+    clock.now += 8 * 60
+    service.retrieve(long.id)
+    clock.now += 2 * 60
+    assert service.expire_due() == []
+    clock.now += 9 * 60
+    assert service.expire_due() == [long.id]
+
+
+def test_expiry_while_the_engine_is_down_is_finished_by_reconcile(
+    parts: tuple[ContainerService, MemoryRuntime, Clock],
+) -> None:
+    service, runtime, clock = parts
+    c = service.create(CreateContainer(name="c", minutes=1))
+    runtime.down = True
+    clock.now += 61
+    assert service.expire_due() == [c.id]
+    assert service.retrieve(c.id).status == "expired"
+    assert c.id in runtime.sandboxes
+    runtime.down = False
+    service.reconcile(grace_seconds=0)
+    assert c.id not in runtime.sandboxes

@@ -1,0 +1,55 @@
+"""APScheduler jobs that call the services on a schedule; no logic of their own."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from server.runtime import SandboxRuntimeError
+from server.services.containers import ContainerService
+
+log = logging.getLogger("localbox.scheduler")
+
+
+class Scheduler:
+    """Expiry sweeps every few seconds; reconciliation with the runtime on a slow schedule."""
+
+    def __init__(
+        self, containers: ContainerService, *, sweep_seconds: float, reconcile_seconds: float
+    ) -> None:
+        self._containers = containers
+        self._scheduler = BackgroundScheduler(
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
+        self._scheduler.add_job(
+            self._sweep,
+            "interval",
+            seconds=sweep_seconds,
+            id="expiry",
+            next_run_time=datetime.now(),
+        )
+        self._scheduler.add_job(
+            self._reconcile, "interval", seconds=reconcile_seconds, id="reconcile"
+        )
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        self._scheduler.shutdown(wait=True)
+
+    def _sweep(self) -> None:
+        try:
+            self._containers.expire_due()
+        except Exception:
+            log.exception("expiry sweep failed")
+
+    def _reconcile(self) -> None:
+        try:
+            self._containers.reconcile()
+        except SandboxRuntimeError as exc:
+            log.warning("reconcile skipped: %s", exc)
+        except Exception:
+            log.exception("reconcile failed")
