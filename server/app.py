@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from server.api import container_files, containers, files, health
+from server.api import container_files, containers, execution, files, health
 from server.api.deps import require_api_key
 from server.api.uploads import BodyLimitMiddleware
 from server.config import Settings
@@ -18,8 +18,10 @@ from server.ids import Clock, system_clock
 from server.middleware import RequestIdMiddleware
 from server.runtime import SandboxRuntime, SandboxRuntimeError
 from server.scheduler import Scheduler
+from server.services.activity import Activity
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
+from server.services.execution import ExecutionService
 from server.services.files import FileService
 from server.store import (
     BlobStore,
@@ -59,13 +61,27 @@ def create_app(
     container_file_service = ContainerFileService(
         container_repo, ContainerFileRepository(db), file_service, runtime, clock
     )
+    activity = Activity()
     container_service = ContainerService(
         container_repo,
         container_file_service,
         runtime,
+        activity,
         clock,
         default_minutes=settings.default_expiry_minutes,
         max_minutes=settings.max_expiry_minutes,
+    )
+
+    execution_service = ExecutionService(
+        container_repo,
+        container_file_service,
+        runtime,
+        activity,
+        clock,
+        default_timeout=settings.exec_default_timeout,
+        max_timeout=settings.exec_max_timeout,
+        max_output=settings.exec_max_output_bytes,
+        disk_limit=settings.sandbox_disk_bytes,
     )
 
     def health_checks() -> dict[str, str]:
@@ -112,12 +128,14 @@ def create_app(
     app.state.containers = container_service
     app.state.container_files = container_file_service
     app.state.files = file_service
+    app.state.execution = execution_service
     app.state.health_checks = health_checks
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
     v1.include_router(containers.router)
     v1.include_router(container_files.router)
     v1.include_router(files.router)
+    v1.include_router(execution.router)
     app.include_router(v1)
     app.include_router(health.router)
     install_error_handlers(app)

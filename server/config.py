@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=512 << 20, ge=1)
     default_expiry_minutes: int = Field(default=20, ge=1)
     max_expiry_minutes: int = Field(default=10080, ge=1)
+    exec_default_timeout: float = Field(default=30.0, gt=0)
+    exec_max_timeout: float = Field(default=300.0, gt=0)
+    exec_max_output_bytes: int = Field(default=1 << 20, ge=1024)
+    sandbox_disk_bytes: int = Field(default=1 << 30, ge=0)
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
     reconcile_seconds: float = Field(default=60.0, gt=0)
     log_level: str = "info"

@@ -25,5 +25,9 @@ def new_file_id() -> str:
     return "file-" + secrets.token_hex(12)
 
 
+def new_exec_id() -> str:
+    return "exec_" + secrets.token_hex(16)
+
+
 def new_request_id() -> str:
     return "req_" + secrets.token_hex(16)

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Query, Request
 from server.errors import InvalidApiKey
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
+from server.services.execution import ExecutionService
 from server.services.files import FileService
 
 
@@ -28,9 +29,15 @@ def _file_service(request: Request) -> FileService:
     return service
 
 
+def _execution_service(request: Request) -> ExecutionService:
+    service: ExecutionService = request.app.state.execution
+    return service
+
+
 Containers = Annotated[ContainerService, Depends(_container_service)]
 ContainerFiles = Annotated[ContainerFileService, Depends(_container_file_service)]
 Files = Annotated[FileService, Depends(_file_service)]
+Execution = Annotated[ExecutionService, Depends(_execution_service)]
 
 
 def require_api_key(

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field, model_serializer
 
 from server import domain
+from server.services.execution import ExecResult
 
 T = TypeVar("T")
 
@@ -165,3 +166,68 @@ class Deleted(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
+
+
+class ExecBody(BaseModel):
+    """POST /v1/containers/{id}/exec (a localbox extension)."""
+
+    code: str
+    language: Literal["python", "bash"] = "python"
+    timeout: float | None = None
+    stream: bool = False
+
+
+class ExecErrorOut(BaseModel):
+    name: str
+    value: str
+    traceback: str
+
+
+class LogsOutput(BaseModel):
+    type: Literal["logs"] = "logs"
+    logs: str
+
+
+class ImageOutputOut(BaseModel):
+    type: Literal["image"] = "image"
+    media_type: str
+    data: str
+
+
+class Exec(BaseModel):
+    id: str
+    object: Literal["container.exec"] = "container.exec"
+    container_id: str
+    language: str
+    status: str
+    stdout: str
+    stderr: str
+    error: ExecErrorOut | None
+    outputs: list[LogsOutput | ImageOutputOut]
+    files: list[ContainerFile]
+    state_preserved: bool
+    exit_code: int | None
+    duration_ms: int
+
+    @classmethod
+    def of(cls, r: ExecResult) -> Exec:
+        outputs: list[LogsOutput | ImageOutputOut] = []
+        if r.logs:
+            outputs.append(LogsOutput(logs=r.logs))
+        outputs += [ImageOutputOut(media_type=i.media_type, data=i.data) for i in r.images]
+        return cls(
+            id=r.id,
+            container_id=r.container_id,
+            language=r.language,
+            status=r.status,
+            stdout=r.stdout,
+            stderr=r.stderr,
+            error=ExecErrorOut(name=r.error.name, value=r.error.value, traceback=r.error.traceback)
+            if r.error
+            else None,
+            outputs=outputs,
+            files=[ContainerFile.of(f) for f in r.files],
+            state_preserved=r.state_preserved,
+            exit_code=r.exit_code,
+            duration_ms=r.duration_ms,
+        )

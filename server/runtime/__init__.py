@@ -1,6 +1,12 @@
 """Sandboxes: the SandboxRuntime protocol and its drivers. Only runtime/docker.py imports docker."""
 
 from server.runtime.base import (
+    ExecDone,
+    ExecError,
+    ExecEvent,
+    ExecRequest,
+    ImageOutput,
+    OutputChunk,
     RuntimeUnavailable,
     SandboxFile,
     SandboxFileNotFound,
@@ -12,6 +18,12 @@ from server.runtime.base import (
 )
 
 __all__ = [
+    "ExecDone",
+    "ExecError",
+    "ExecEvent",
+    "ExecRequest",
+    "ImageOutput",
+    "OutputChunk",
     "RuntimeUnavailable",
     "SandboxFile",
     "SandboxFileNotFound",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Literal, Protocol
 
 SandboxState = Literal["running", "stopped", "missing"]
@@ -47,6 +47,50 @@ class SandboxFile:
     mtime: float
 
 
+@dataclass(frozen=True)
+class ExecRequest:
+    code: str
+    language: Literal["python", "bash"]
+    timeout: float
+    max_output: int
+    disk_limit: int
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    stream: Literal["stdout", "stderr"]
+    text: str
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    media_type: str
+    data: str
+    """Base64."""
+
+
+@dataclass(frozen=True)
+class ExecError:
+    name: str
+    value: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class ExecDone:
+    status: Literal["completed", "error", "timeout"]
+    error: ExecError | None
+    state_preserved: bool
+    files: list[SandboxFile] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    truncated: dict[str, int] = field(default_factory=dict)
+    exit_code: int | None = None
+    duration_ms: int = 0
+
+
+ExecEvent = OutputChunk | ImageOutput | ExecDone
+
+
 class SandboxRuntime(Protocol):
     """A place to run one sandbox per API container. Methods block; call them off the loop."""
 
@@ -76,3 +120,7 @@ class SandboxRuntime(Protocol):
 
     def list_files(self, container_id: str) -> list[SandboxFile]:
         """Every regular file under /mnt/data, sub-folders included."""
+
+    def execute(self, container_id: str, request: ExecRequest) -> Iterator[ExecEvent]:
+        """Run code in the sandbox's agent; yield output as it comes, then one ExecDone."""
+        ...

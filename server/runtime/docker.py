@@ -14,7 +14,12 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container as DockerContainer
 
+from server.runtime.agent import AgentClient, AgentGone, AgentWedged
 from server.runtime.base import (
+    ExecDone,
+    ExecError,
+    ExecEvent,
+    ExecRequest,
     RuntimeUnavailable,
     SandboxFile,
     SandboxFileNotFound,
@@ -24,6 +29,7 @@ from server.runtime.base import (
     SandboxSpec,
     SandboxState,
 )
+from server.runtime.docker_attach import AttachChannel
 from server.runtime.tar_stream import tar_one_file, untar_first_file
 
 log = logging.getLogger("localbox.runtime")
@@ -80,6 +86,7 @@ class DockerRuntime:
         self._client_factory = client_factory or (lambda: docker.from_env(timeout=60))
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
+        self._agents: dict[str, AgentClient] = {}
 
     @property
     def client(self) -> docker.DockerClient:
@@ -126,6 +133,10 @@ class DockerRuntime:
                     volumes={name: {"bind": DATA_PATH, "mode": "rw"}},
                     tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmp_size}"},
                     init=True,
+                    stdin_open=True,  # the agent reads requests from its stdin
+                    log_config=docker.types.LogConfig(
+                        type="json-file", config={"max-size": "1m", "max-file": "1"}
+                    ),
                     # The engine starts sandboxes again itself after it (or the host) restarts.
                     restart_policy={"Name": "unless-stopped"},  # type: ignore[arg-type]
                     ulimits=[docker.types.Ulimit(name="nofile", soft=4096, hard=4096)],
@@ -136,6 +147,7 @@ class DockerRuntime:
             raise
 
     def destroy(self, container_id: str) -> None:
+        self._drop_agent(container_id)
         name = sandbox_name(container_id)
         with _translated("remove sandbox"):
             with suppress(docker.errors.NotFound):
@@ -204,6 +216,62 @@ class DockerRuntime:
             if path:
                 files.append(SandboxFile(path=path, bytes=int(size), mtime=float(mtime)))
         return files
+
+    def execute(self, container_id: str, request: ExecRequest) -> Iterator[ExecEvent]:
+        agent = self._agent(container_id)
+        try:
+            yield from agent.execute(request)
+        except AgentGone as exc:
+            log.warning("agent of %s went away: %s", container_id, exc)
+            self._drop_agent(container_id)
+            yield ExecDone(
+                status="error",
+                error=ExecError(
+                    "SandboxRestarted",
+                    "The sandbox stopped while running this code (it may have run out of "
+                    "memory); it is starting again and its Python state is lost.",
+                ),
+                state_preserved=False,
+            )
+        except AgentWedged:
+            log.warning("agent of %s is wedged; restarting the sandbox", container_id)
+            self._drop_agent(container_id)
+            with _translated("restart sandbox"):
+                self._sandbox(container_id).restart(timeout=1)
+            yield ExecDone(
+                status="timeout",
+                error=ExecError(
+                    "TimeoutError",
+                    f"The sandbox did not answer within {request.timeout} s; it was restarted "
+                    "and its Python state is lost.",
+                ),
+                state_preserved=False,
+            )
+
+    def _agent(self, container_id: str) -> AgentClient:
+        with self._lock:
+            agent = self._agents.get(container_id)
+        if agent is not None:
+            return agent
+        sandbox = self._sandbox(container_id)
+        with _translated("attach to sandbox"):
+            if sandbox.status != "running":
+                sandbox.start()
+            raw = self.client.api.attach_socket(
+                sandbox_name(container_id),
+                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1},
+            )
+        sock = getattr(raw, "_sock", raw)
+        agent = AgentClient(AttachChannel(sock, container_id))
+        with self._lock:
+            self._agents[container_id] = agent
+        return agent
+
+    def _drop_agent(self, container_id: str) -> None:
+        with self._lock:
+            agent = self._agents.pop(container_id, None)
+        if agent is not None:
+            agent.close()
 
     def _remove_quietly(self, container_id: str) -> None:
         try:

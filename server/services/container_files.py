@@ -7,10 +7,11 @@ removed inside disappear) whenever the files are listed or looked up.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -25,6 +26,7 @@ from server.errors import (
 )
 from server.ids import Clock, new_container_file_id
 from server.runtime import (
+    SandboxFile,
     SandboxFileNotFound,
     SandboxNotFound,
     SandboxRuntime,
@@ -205,6 +207,38 @@ class ContainerFileService:
             removed = [rec.id for path, rec in known.items() if path not in actual]
             if added or changed or removed:
                 self._repo.apply(added, changed, removed)
+
+    def record_changes(
+        self, container_id: str, files: Sequence[SandboxFile], removed: Sequence[str]
+    ) -> Sequence[ContainerFile]:
+        """Register files that code created or changed (source "assistant" when new) and
+        forget removed ones; return the records of the created or changed files."""
+        if not files and not removed:
+            return []
+        with self._lock(container_id):
+            known = {f.path: f for f in self._repo.all_for(container_id)}
+            added: builtins.list[ContainerFile] = []
+            changed: builtins.list[ContainerFile] = []
+            for f in files:
+                rec = known.get(f.path)
+                if rec is None:
+                    added.append(
+                        ContainerFile(
+                            id=new_container_file_id(),
+                            container_id=container_id,
+                            path=f.path,
+                            bytes=f.bytes,
+                            created_at=int(self._clock()),
+                            source="assistant",
+                            mtime=f.mtime,
+                        )
+                    )
+                else:
+                    rec.bytes, rec.mtime = f.bytes, f.mtime
+                    changed.append(rec)
+            gone = [known[p].id for p in removed if p in known]
+            self._repo.apply(added, changed, gone)
+        return [*added, *changed]
 
     def _discard(self, container_id: str, path: str) -> None:
         """Remove what a failed write may have left; a failure here is only logged."""

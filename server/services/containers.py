@@ -10,6 +10,7 @@ from server.domain import MEMORY_LIMITS, Container, Cursor, Order, Page, PageQue
 from server.errors import ContainerNotFound, InvalidRequest, NotSupported
 from server.ids import Clock, new_container_id
 from server.runtime import SandboxRuntime, SandboxRuntimeError, SandboxSpec
+from server.services.activity import Activity
 from server.services.container_files import ContainerFileService
 from server.services.errors import runtime_errors
 from server.store import ContainerRepository
@@ -35,6 +36,7 @@ class ContainerService:
         repo: ContainerRepository,
         files: ContainerFileService,
         runtime: SandboxRuntime,
+        activity: Activity,
         clock: Clock,
         *,
         default_minutes: int = 20,
@@ -43,6 +45,7 @@ class ContainerService:
         self._repo = repo
         self._files = files
         self._runtime = runtime
+        self._activity = activity
         self._clock = clock
         self._default_minutes = default_minutes
         self._max_minutes = max_minutes
@@ -127,6 +130,8 @@ class ContainerService:
         now = int(self._clock())
         expired = []
         for cid in self._repo.due_ids(now):
+            if self._activity.is_busy(cid):
+                continue  # code is running in it: it is active
             if not self._repo.expire_if_due(cid, now):
                 continue  # touched since the query
             self._files.forget(cid)

@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""localbox agent: runs inside every sandbox and executes code for the server.
+
+It is the sandbox's main process. The server talks to it over the container's own stdin and
+stdout (the Docker attach stream; an exec stream works the same), one JSON object per line:
+
+  request  {"op": "exec", "id", "code", "language": "python"|"bash", "timeout",
+            "max_output", "disk_limit"}          -> stream/image events, then one "done"
+  request  {"op": "ping", "id"}                  -> {"id", "type": "pong"}
+
+Python runs in a Jupyter kernel (ipykernel, driven by jupyter_client) that lives as long as
+the sandbox, so state survives between calls and across restarts of the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+DATA = "/mnt/data"
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+INTERRUPT_GRACE = 3.0
+POLL = 0.05
+_out_lock = threading.Lock()
+_stdout = sys.stdout.buffer
+
+
+def emit(event: dict[str, Any]) -> None:
+    line = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    with _out_lock:
+        _stdout.write(line)
+        _stdout.flush()
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"localbox-agent: {message}\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------- files under /mnt/data
+
+
+def snapshot() -> dict[str, tuple[int, int]]:
+    """path (relative to /mnt/data) -> (size, mtime_ns) of every regular file."""
+    found: dict[str, tuple[int, int]] = {}
+    for root, dirs, files in os.walk(DATA):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+        for name in files:
+            full = os.path.join(root, name)
+            try:
+                st = os.lstat(full)
+            except OSError:
+                continue
+            if os.path.isfile(full) and not os.path.islink(full):
+                found[os.path.relpath(full, DATA)] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def disk_usage() -> int:
+    total = 0
+    for size, _ in snapshot().values():
+        total += size
+    return total
+
+
+def oom_kills() -> int:
+    """How many times the kernel's OOM killer has struck in this sandbox's memory cgroup."""
+    for path, key in (
+        ("/sys/fs/cgroup/memory.events", "oom_kill"),
+        ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
+    ):
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        return int(value)
+        except OSError:
+            continue
+    return 0
+
+
+def kill_everything_else() -> None:
+    """Kill every process in the sandbox but init and this agent (fork bombs included)."""
+    keep = {1, os.getpid()}
+    for _ in range(200):
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.01)
+
+
+def make_expendable(pid: int) -> None:
+    """Let the OOM killer take this process before the agent."""
+    try:
+        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- one execution's output
+
+
+class Output:
+    """Caps each stream at max_output bytes and counts what it drops."""
+
+    def __init__(self, request_id: str, max_output: int) -> None:
+        self.id = request_id
+        self.max = max_output
+        self.sent = {"stdout": 0, "stderr": 0}
+        self.dropped = {"stdout": 0, "stderr": 0}
+
+    def stream(self, name: str, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        room = self.max - self.sent[name]
+        if room <= 0:
+            self.dropped[name] += len(data)
+            return
+        if len(data) > room:
+            self.dropped[name] += len(data) - room
+            text = data[:room].decode("utf-8", "ignore")
+            data = data[:room]
+        self.sent[name] += len(data)
+        emit({"id": self.id, "type": "stream", "name": name, "text": text})
+
+    def image(self, media_type: str, data: str) -> None:
+        emit({"id": self.id, "type": "image", "media_type": media_type, "data": data})
+
+
+class Watch:
+    """Checks, while code runs, the deadline and the disk limit of /mnt/data."""
+
+    def __init__(self, timeout: float, disk_limit: int) -> None:
+        self.deadline = time.monotonic() + timeout
+        self.disk_limit = disk_limit
+        self._next_disk = 0.0
+
+    def timed_out(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def disk_full(self) -> bool:
+        if self.disk_limit <= 0:
+            return False
+        now = time.monotonic()
+        if now < self._next_disk:
+            return False
+        self._next_disk = now + 0.25
+        return disk_usage() > self.disk_limit
+
+
+def disk_error(limit: int) -> dict[str, str]:
+    return {
+        "name": "DiskQuotaExceeded",
+        "value": f"/mnt/data grew past the sandbox's disk limit of {limit} bytes; "
+        "the code was stopped. Delete files to free space.",
+        "traceback": "",
+    }
+
+
+# ---------------------------------------------------------------- python: a Jupyter kernel
+
+
+class PythonKernel:
+    def __init__(self) -> None:
+        self.km: Any = None
+        self.kc: Any = None
+
+    def alive(self) -> bool:
+        return self.km is not None and self.km.is_alive()
+
+    def ensure(self) -> None:
+        if self.alive():
+            return
+        self.stop()
+        from jupyter_client import KernelManager
+
+        env = dict(os.environ)
+        env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+        env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+        km = KernelManager(kernel_name="python3")
+        # The kernel must never write to our stdout: that is the protocol channel.
+        km.start_kernel(cwd=DATA, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        self.km, self.kc = km, kc
+        pid = getattr(getattr(km, "provisioner", None), "pid", None)
+        if pid:
+            make_expendable(int(pid))
+
+    def stop(self) -> None:
+        if self.kc is not None:
+            try:
+                self.kc.stop_channels()
+            except Exception:
+                pass
+        if self.km is not None:
+            try:
+                self.km.shutdown_kernel(now=True)
+            except Exception:
+                pass
+        self.km = self.kc = None
+
+    def restart(self) -> None:
+        self.stop()
+        kill_everything_else()
+
+    def run(self, req: dict[str, Any], out: Output, watch: Watch) -> dict[str, Any]:
+        try:
+            self.ensure()
+        except Exception as exc:  # the kernel could not start (memory, pids…)
+            self.restart()
+            return {
+                "status": "error",
+                "error": {"name": "KernelStartError", "value": str(exc), "traceback": ""},
+                "state_preserved": False,
+            }
+        ooms = oom_kills()
+        msg_id = self.kc.execute(req["code"], store_history=True, allow_stdin=False)
+        error = None
+        outcome = "completed"
+        interrupted_at = None
+        while True:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=POLL)
+            except queue.Empty:
+                msg = None
+            if msg is not None and msg.get("parent_header", {}).get("msg_id") == msg_id:
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "stream":
+                    out.stream(content["name"], content["text"])
+                elif kind in ("display_data", "execute_result"):
+                    data = content.get("data", {})
+                    if "image/png" in data:
+                        out.image("image/png", data["image/png"])
+                    elif kind == "execute_result" and "text/plain" in data:
+                        out.stream("stdout", data["text/plain"] + "\n")
+                elif kind == "error":
+                    error = {
+                        "name": content.get("ename", "Error"),
+                        "value": content.get("evalue", ""),
+                        "traceback": ANSI.sub("", "\n".join(content.get("traceback", []))),
+                    }
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    break
+                continue
+            if msg is not None:
+                continue
+            if not self.km.is_alive():
+                killed_by_oom = oom_kills() > ooms
+                self.restart()
+                why = (
+                    "it ran out of memory (memory_limit)"
+                    if killed_by_oom
+                    else "it was killed or crashed"
+                )
+                return {
+                    "status": "error",
+                    "error": {
+                        "name": "MemoryError" if killed_by_oom else "KernelDied",
+                        "value": f"The Python interpreter died: {why}. Its state is lost; "
+                        "the next call starts a fresh one.",
+                        "traceback": "",
+                    },
+                    "state_preserved": False,
+                }
+            if interrupted_at is None and (watch.timed_out() or watch.disk_full()):
+                outcome = "timeout" if watch.timed_out() else "disk"
+                self.km.interrupt_kernel()
+                interrupted_at = time.monotonic()
+            elif interrupted_at is not None and time.monotonic() - interrupted_at > INTERRUPT_GRACE:
+                self.restart()
+                return {
+                    "status": "timeout" if outcome == "timeout" else "error",
+                    "error": disk_error(watch.disk_limit)
+                    if outcome == "disk"
+                    else {
+                        "name": "TimeoutError",
+                        "value": f"Execution exceeded {req['timeout']} s and did not stop when "
+                        "interrupted; the interpreter was restarted and its state is lost.",
+                        "traceback": "",
+                    },
+                    "state_preserved": False,
+                }
+        if outcome == "timeout":
+            return {
+                "status": "timeout",
+                "error": {
+                    "name": "TimeoutError",
+                    "value": f"Execution exceeded {req['timeout']} s and was interrupted; "
+                    "the interpreter's state is kept.",
+                    "traceback": (error or {}).get("traceback", ""),
+                },
+                "state_preserved": True,
+            }
+        if outcome == "disk":
+            return {"status": "error", "error": disk_error(watch.disk_limit), "state_preserved": True}
+        # Drain the shell reply so the next execution starts clean.
+        try:
+            self.kc.get_shell_msg(timeout=1)
+        except queue.Empty:
+            pass
+        return {
+            "status": "error" if error else "completed",
+            "error": error,
+            "state_preserved": True,
+        }
+
+
+# ---------------------------------------------------------------- bash: one process group
+
+
+def run_bash(req: dict[str, Any], out: Output, watch: Watch) -> dict[str, Any]:
+    try:
+        proc = subprocess.Popen(
+            ["bash", "-c", req["code"]],
+            cwd=DATA,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return {
+            "status": "error",
+            "error": {"name": "SpawnError", "value": str(exc), "traceback": ""},
+            "state_preserved": True,
+        }
+    make_expendable(proc.pid)
+    readers = [
+        threading.Thread(target=_pump, args=(proc.stdout, "stdout", out), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, "stderr", out), daemon=True),
+    ]
+    for t in readers:
+        t.start()
+    outcome = None
+    while proc.poll() is None:
+        if watch.timed_out():
+            outcome = "timeout"
+        elif watch.disk_full():
+            outcome = "disk"
+        if outcome:
+            _kill_group(proc)
+            break
+        time.sleep(POLL / 5)
+    proc.wait()
+    for t in readers:
+        t.join(timeout=2)
+    if outcome == "timeout":
+        return {
+            "status": "timeout",
+            "error": {
+                "name": "TimeoutError",
+                "value": f"Command exceeded {req['timeout']} s and was killed.",
+                "traceback": "",
+            },
+            "state_preserved": True,
+            "exit_code": proc.returncode,
+        }
+    if outcome == "disk":
+        return {"status": "error", "error": disk_error(watch.disk_limit), "state_preserved": True}
+    code = proc.returncode
+    error = None
+    if code != 0:
+        value = f"signal {-code}" if code < 0 else f"exit status {code}"
+        error = {"name": "ExitCode", "value": f"Command failed with {value}.", "traceback": ""}
+    return {
+        "status": "error" if error else "completed",
+        "error": error,
+        "state_preserved": True,
+        "exit_code": code,
+    }
+
+
+def _pump(pipe: Any, name: str, out: Output) -> None:
+    while True:
+        chunk = pipe.read1(65536)
+        if not chunk:
+            return
+        out.stream(name, chunk.decode("utf-8", "replace"))
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    # Anything that left the group (setsid, a fork bomb racing the kill) goes too, but not
+    # the Python kernel: bash and the kernel are separate.
+    kernel_pid = KERNEL.km.provisioner.pid if KERNEL.alive() else None
+    keep = {1, os.getpid(), kernel_pid}
+    for _ in range(100):
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep]
+        strays = [p for p in pids if _session(p) == proc.pid]
+        if not strays:
+            return
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.01)
+
+
+def _session(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[3])  # session id
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- the request loop
+
+
+KERNEL = PythonKernel()
+
+
+def execute(req: dict[str, Any]) -> None:
+    started = time.monotonic()
+    out = Output(req["id"], int(req.get("max_output", 1 << 20)))
+    watch = Watch(float(req.get("timeout", 30)), int(req.get("disk_limit", 0)))
+    before = snapshot()
+    if req.get("language", "python") == "bash":
+        result = run_bash(req, out, watch)
+    else:
+        result = KERNEL.run(req, out, watch)
+    after = snapshot()
+    result.update(
+        id=req["id"],
+        type="done",
+        files=[
+            {"path": p, "bytes": s, "mtime": m / 1e9}
+            for p, (s, m) in after.items()
+            if before.get(p) != (s, m)
+        ],
+        removed=[p for p in before if p not in after],
+        truncated=out.dropped,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+    emit(result)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    emit({"id": None, "type": "ready"})
+    for raw in sys.stdin.buffer:
+        try:
+            req = json.loads(raw)
+        except ValueError:
+            log(f"ignoring a line that is not JSON: {raw[:80]!r}")
+            continue
+        op = req.get("op")
+        try:
+            if op == "exec":
+                execute(req)
+            elif op == "ping":
+                emit({"id": req.get("id"), "type": "pong", "kernel": KERNEL.alive()})
+            else:
+                emit({"id": req.get("id"), "type": "done", "status": "error",
+                      "error": {"name": "BadRequest", "value": f"unknown op {op!r}",
+                                "traceback": ""}, "state_preserved": True})
+        except Exception as exc:  # never die on one bad request
+            log(f"request failed: {exc!r}")
+            emit({"id": req.get("id"), "type": "done", "status": "error",
+                  "error": {"name": type(exc).__name__, "value": str(exc), "traceback": ""},
+                  "state_preserved": KERNEL.alive()})
+    KERNEL.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Which containers are busy running code right now (they must not expire meanwhile)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Activity:
+    def __init__(self) -> None:
+        self._busy: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def busy(self, container_id: str) -> Iterator[None]:
+        with self._lock:
+            self._busy[container_id] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy[container_id] -= 1
+                if self._busy[container_id] <= 0:
+                    del self._busy[container_id]
+
+    def is_busy(self, container_id: str) -> bool:
+        with self._lock:
+            return container_id in self._busy
+
+
+class FifoLock:
+    """A lock granted in the order it was asked for (so calls run in arrival order).
+
+    Unlike threading.Lock it is not tied to a thread: a streaming response may be resumed
+    on different worker threads while it holds the lock.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._serving += 1
+                self._cond.notify_all()
