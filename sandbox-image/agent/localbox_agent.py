@@ -89,6 +89,32 @@ def oom_kills() -> int:
     return 0
 
 
+def _read_int(*paths: str) -> int | None:
+    for path in paths:
+        try:
+            with open(path) as f:
+                value = f.read().strip()
+            return int(value) if value.isdigit() else None
+        except OSError:
+            continue
+    return None
+
+
+def pids_exhausted() -> bool:
+    """Whether the sandbox is close to its process limit (a fork bomb, most likely)."""
+    limit = _read_int("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max")
+    current = _read_int("/sys/fs/cgroup/pids/pids.current", "/sys/fs/cgroup/pids.current")
+    return bool(limit and current is not None and current >= 0.9 * limit)
+
+
+PIDS_ERROR = {
+    "name": "ProcessLimitExceeded",
+    "value": "The code started processes up to the sandbox's process limit (a fork bomb?); "
+    "every process was killed and the interpreter restarted, so its state is lost.",
+    "traceback": "",
+}
+
+
 def kill_everything_else() -> None:
     """Kill every process in the sandbox but init and this agent (fork bombs included)."""
     keep = {1, os.getpid()}
@@ -153,6 +179,9 @@ class Watch:
     def timed_out(self) -> bool:
         return time.monotonic() >= self.deadline
 
+    def over_disk(self) -> bool:
+        return self.disk_limit > 0 and disk_usage() > self.disk_limit
+
     def disk_full(self) -> bool:
         if self.disk_limit <= 0:
             return False
@@ -194,7 +223,14 @@ class PythonKernel:
         env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
         km = KernelManager(kernel_name="python3")
         # The kernel must never write to our stdout: that is the protocol channel.
-        km.start_kernel(cwd=DATA, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+        km.start_kernel(
+            cwd=DATA,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sys.stderr,
+            # No history database: it costs time on every call and nobody reads it here.
+            extra_arguments=["--HistoryManager.enabled=False"],
+        )
         kc = km.client()
         kc.start_channels()
         kc.wait_for_ready(timeout=60)
@@ -220,6 +256,14 @@ class PythonKernel:
         self.stop()
         kill_everything_else()
 
+    def _drain_shell(self) -> None:
+        """Drop earlier execute replies (read lazily, so no call waits for its own)."""
+        while True:
+            try:
+                self.kc.get_shell_msg(timeout=0)
+            except queue.Empty:
+                return
+
     def run(self, req: dict[str, Any], out: Output, watch: Watch) -> dict[str, Any]:
         try:
             self.ensure()
@@ -231,6 +275,7 @@ class PythonKernel:
                 "state_preserved": False,
             }
         ooms = oom_kills()
+        self._drain_shell()
         msg_id = self.kc.execute(req["code"], store_history=True, allow_stdin=False)
         error = None
         outcome = "completed"
@@ -261,6 +306,9 @@ class PythonKernel:
                 continue
             if msg is not None:
                 continue
+            if pids_exhausted():
+                self.restart()
+                return {"status": "error", "error": PIDS_ERROR, "state_preserved": False}
             if not self.km.is_alive():
                 killed_by_oom = oom_kills() > ooms
                 self.restart()
@@ -310,11 +358,6 @@ class PythonKernel:
             }
         if outcome == "disk":
             return {"status": "error", "error": disk_error(watch.disk_limit), "state_preserved": True}
-        # Drain the shell reply so the next execution starts clean.
-        try:
-            self.kc.get_shell_msg(timeout=1)
-        except queue.Empty:
-            pass
         return {
             "status": "error" if error else "completed",
             "error": error,
@@ -354,6 +397,8 @@ def run_bash(req: dict[str, Any], out: Output, watch: Watch) -> dict[str, Any]:
             outcome = "timeout"
         elif watch.disk_full():
             outcome = "disk"
+        elif pids_exhausted():
+            outcome = "pids"
         if outcome:
             _kill_group(proc)
             break
@@ -374,6 +419,10 @@ def run_bash(req: dict[str, Any], out: Output, watch: Watch) -> dict[str, Any]:
         }
     if outcome == "disk":
         return {"status": "error", "error": disk_error(watch.disk_limit), "state_preserved": True}
+    if outcome == "pids":
+        bash_pids_error = dict(PIDS_ERROR, value="The command started processes up to the "
+                               "sandbox's process limit (a fork bomb?); they were all killed.")
+        return {"status": "error", "error": bash_pids_error, "state_preserved": True}
     code = proc.returncode
     error = None
     if code != 0:
@@ -441,6 +490,11 @@ def execute(req: dict[str, Any]) -> None:
         result = run_bash(req, out, watch)
     else:
         result = KERNEL.run(req, out, watch)
+    if pids_exhausted():  # something left behind keeps forking: clear the sandbox out
+        KERNEL.restart()
+        result.update(status="error", error=PIDS_ERROR, state_preserved=False)
+    elif result.get("status") == "completed" and watch.over_disk():
+        result.update(status="error", error=disk_error(watch.disk_limit))
     after = snapshot()
     result.update(
         id=req["id"],

@@ -43,14 +43,16 @@ class FifoLock:
         self._serving = 0
 
     @contextmanager
-    def held(self) -> Iterator[None]:
+    def held(self) -> Iterator[bool]:
+        """Hold the lock; yields whether the caller had to wait for its turn."""
         with self._cond:
             ticket = self._next_ticket
             self._next_ticket += 1
+            waited = ticket != self._serving
             while ticket != self._serving:
                 self._cond.wait()
         try:
-            yield
+            yield waited
         finally:
             with self._cond:
                 self._serving += 1

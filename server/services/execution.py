@@ -116,8 +116,9 @@ class ExecutionService:
         raise AssertionError("an execution ends with ExecFinished")
 
     def _run(self, container_id: str, request: ExecRequest) -> Iterator[StreamEvent]:
-        with self._lock(container_id).held(), self._activity.busy(container_id):
-            self._touch(container_id)  # it may have expired while waiting its turn
+        with self._lock(container_id).held() as waited, self._activity.busy(container_id):
+            if waited:
+                self._touch(container_id)  # it may have expired while waiting its turn
             started = time.monotonic()
             result = ExecResult(
                 id=new_exec_id(), container_id=container_id, language=request.language
