@@ -36,8 +36,8 @@ run: setup
 	@$(BIN)/localbox
 
 lint: venv
-	$(BIN)/ruff check server tests scripts
-	$(BIN)/ruff format --check server tests scripts
+	$(BIN)/ruff check server tests scripts sandbox-image
+	$(BIN)/ruff format --check server tests scripts sandbox-image
 
 typecheck: venv
 	$(BIN)/mypy server
@@ -50,6 +50,7 @@ test: lint typecheck pytest
 bench: setup
 	$(BIN)/python scripts/bench_create.py
 	$(BIN)/python scripts/bench_files.py
+	$(BIN)/python scripts/bench_exec.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

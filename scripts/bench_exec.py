@@ -26,7 +26,7 @@ from bench_create import free_port  # noqa: E402
 
 def percentile(ms: list[float], p: float) -> float:
     ordered = sorted(ms)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def describe(label: str, ms: list[float]) -> str:

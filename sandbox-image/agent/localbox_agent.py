@@ -14,7 +14,7 @@ the sandbox, so state survives between calls and across restarts of the server.
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import json
 import os
 import queue
@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 DATA = "/mnt/data"
@@ -115,19 +116,24 @@ PIDS_ERROR = {
 }
 
 
-def kill_everything_else() -> None:
-    """Kill every process in the sandbox but init and this agent (fork bombs included)."""
+def kill_until_gone(chosen: Callable[[int], bool] = lambda _pid: True) -> None:
+    """SIGKILL the chosen processes (never init or this agent) until none is left, so that a
+    fork bomb racing the kills loses."""
     keep = {1, os.getpid()}
     for _ in range(200):
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep]
-        if not pids:
+        targets = [pid for pid in pids if chosen(pid)]
+        if not targets:
             return
-        for pid in pids:
-            try:
+        for pid in targets:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         time.sleep(0.01)
+
+
+def kill_everything_else() -> None:
+    """Kill every process in the sandbox but init and this agent (fork bombs included)."""
+    kill_until_gone()
 
 
 def make_expendable(pid: int) -> None:
@@ -175,12 +181,17 @@ class Watch:
         self.deadline = time.monotonic() + timeout
         self.disk_limit = disk_limit
         self._next_disk = 0.0
+        # Only growth counts: code that deletes files must run even while over the limit.
+        self._start_usage = disk_usage() if disk_limit > 0 else 0
 
     def timed_out(self) -> bool:
         return time.monotonic() >= self.deadline
 
     def over_disk(self) -> bool:
-        return self.disk_limit > 0 and disk_usage() > self.disk_limit
+        if self.disk_limit <= 0:
+            return False
+        usage = disk_usage()
+        return usage > self.disk_limit and usage > self._start_usage
 
     def disk_full(self) -> bool:
         if self.disk_limit <= 0:
@@ -189,7 +200,7 @@ class Watch:
         if now < self._next_disk:
             return False
         self._next_disk = now + 0.25
-        return disk_usage() > self.disk_limit
+        return self.over_disk()
 
 
 def disk_error(limit: int) -> dict[str, str]:
@@ -241,15 +252,11 @@ class PythonKernel:
 
     def stop(self) -> None:
         if self.kc is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.kc.stop_channels()
-            except Exception:
-                pass
         if self.km is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.km.shutdown_kernel(now=True)
-            except Exception:
-                pass
         self.km = self.kc = None
 
     def restart(self) -> None:
@@ -357,7 +364,11 @@ class PythonKernel:
                 "state_preserved": True,
             }
         if outcome == "disk":
-            return {"status": "error", "error": disk_error(watch.disk_limit), "state_preserved": True}
+            return {
+                "status": "error",
+                "error": disk_error(watch.disk_limit),
+                "state_preserved": True,
+            }
         return {
             "status": "error" if error else "completed",
             "error": error,
@@ -420,8 +431,11 @@ def run_bash(req: dict[str, Any], out: Output, watch: Watch) -> dict[str, Any]:
     if outcome == "disk":
         return {"status": "error", "error": disk_error(watch.disk_limit), "state_preserved": True}
     if outcome == "pids":
-        bash_pids_error = dict(PIDS_ERROR, value="The command started processes up to the "
-                               "sandbox's process limit (a fork bomb?); they were all killed.")
+        bash_pids_error = dict(
+            PIDS_ERROR,
+            value="The command started processes up to the "
+            "sandbox's process limit (a fork bomb?); they were all killed.",
+        )
         return {"status": "error", "error": bash_pids_error, "state_preserved": True}
     code = proc.returncode
     error = None
@@ -445,25 +459,11 @@ def _pump(pipe: Any, name: str, out: Output) -> None:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    # Anything that left the group (setsid, a fork bomb racing the kill) goes too, but not
-    # the Python kernel: bash and the kernel are separate.
-    kernel_pid = KERNEL.km.provisioner.pid if KERNEL.alive() else None
-    keep = {1, os.getpid(), kernel_pid}
-    for _ in range(100):
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep]
-        strays = [p for p in pids if _session(p) == proc.pid]
-        if not strays:
-            return
-        for pid in strays:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.01)
+    # Anything of its session that left the group (a fork bomb racing the kill) goes too;
+    # the Python kernel is in a session of its own and stays.
+    kill_until_gone(lambda pid: _session(pid) == proc.pid)
 
 
 def _session(pid: int) -> int | None:
@@ -528,14 +528,30 @@ def main() -> None:
             elif op == "ping":
                 emit({"id": req.get("id"), "type": "pong", "kernel": KERNEL.alive()})
             else:
-                emit({"id": req.get("id"), "type": "done", "status": "error",
-                      "error": {"name": "BadRequest", "value": f"unknown op {op!r}",
-                                "traceback": ""}, "state_preserved": True})
+                emit(
+                    {
+                        "id": req.get("id"),
+                        "type": "done",
+                        "status": "error",
+                        "error": {
+                            "name": "BadRequest",
+                            "value": f"unknown op {op!r}",
+                            "traceback": "",
+                        },
+                        "state_preserved": True,
+                    }
+                )
         except Exception as exc:  # never die on one bad request
             log(f"request failed: {exc!r}")
-            emit({"id": req.get("id"), "type": "done", "status": "error",
-                  "error": {"name": type(exc).__name__, "value": str(exc), "traceback": ""},
-                  "state_preserved": KERNEL.alive()})
+            emit(
+                {
+                    "id": req.get("id"),
+                    "type": "done",
+                    "status": "error",
+                    "error": {"name": type(exc).__name__, "value": str(exc), "traceback": ""},
+                    "state_preserved": KERNEL.alive(),
+                }
+            )
     KERNEL.stop()
 
 

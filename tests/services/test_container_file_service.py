@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from server.errors import ContainerExpired
+from server.services.activity import Activity
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService, CreateContainer
 from server.services.files import FileService
@@ -39,7 +40,7 @@ def parts(
     repo = ContainerRepository(db)
     files = FileService(FileRepository(db), BlobStore(tmp_path / "blobs"), clock, max_bytes=1000)
     cfs = ContainerFileService(repo, ContainerFileRepository(db), files, runtime, clock)
-    return ContainerService(repo, cfs, runtime, clock), cfs, runtime, clock
+    return ContainerService(repo, cfs, runtime, Activity(), clock), cfs, runtime, clock
 
 
 def test_file_operations_on_an_expired_container_are_refused(

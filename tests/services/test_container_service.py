@@ -8,6 +8,7 @@ import pytest
 
 from server.errors import ContainerNotFound, InvalidRequest, ServiceUnavailable
 from server.runtime import SandboxInfo
+from server.services.activity import Activity
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService, CreateContainer
 from server.services.files import FileService
@@ -29,6 +30,9 @@ class Clock:
         return self.now
 
 
+ACTIVITY = Activity()
+
+
 @pytest.fixture
 def parts(tmp_path: Path) -> tuple[ContainerService, MemoryRuntime, Clock]:
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
@@ -39,7 +43,7 @@ def parts(tmp_path: Path) -> tuple[ContainerService, MemoryRuntime, Clock]:
     container_files = ContainerFileService(
         containers, ContainerFileRepository(db), files, runtime, clock
     )
-    return ContainerService(containers, container_files, runtime, clock), runtime, clock
+    return ContainerService(containers, container_files, runtime, ACTIVITY, clock), runtime, clock
 
 
 def test_create_and_touch_use_the_clock(
@@ -152,3 +156,16 @@ def test_expiry_while_the_engine_is_down_is_finished_by_reconcile(
     runtime.down = False
     service.reconcile(grace_seconds=0)
     assert c.id not in runtime.sandboxes
+
+
+def test_a_container_running_code_does_not_expire(
+    parts: tuple[ContainerService, MemoryRuntime, Clock],
+) -> None:
+    service, _, clock = parts
+    c = service.create(CreateContainer(name="busy", minutes=1))
+    clock.now += 3600
+    with ACTIVITY.busy(c.id):
+        assert service.expire_due() == []
+        assert service.retrieve(c.id).status == "running"
+    clock.now += 61
+    assert service.expire_due() == [c.id]
