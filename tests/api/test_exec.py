@@ -236,3 +236,11 @@ def test_bad_requests(server: LocalboxServer, container_id: str) -> None:
     assert r.json()["error"]["param"] == "code"
     r = httpx.post(f"{server.base_url}/containers/cntr_missing/exec", json={"code": "1"})
     assert r.status_code == 404
+
+
+def test_python_state_survives_a_server_restart(fresh_server: LocalboxServer) -> None:
+    cid = fresh_server.client().containers.create(name="survives").id
+    run(fresh_server, cid, "survivor = [1, 2, 3]")
+    fresh_server.stop()
+    fresh_server.start()
+    assert run(fresh_server, cid, "print(sum(survivor))")["stdout"] == "6\n"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import httpx
 import openai
 import pytest
 
@@ -171,6 +172,9 @@ def test_one_minute_container_expires_on_schedule(
         client.containers.files.create(cid, file=("x.txt", b"x"))
     assert isinstance(info.value.body, dict)
     assert info.value.body["message"] == "Container is expired."
+    r = httpx.post(f"{life_server.base_url}/containers/{cid}/exec", json={"code": "1"})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "Container is expired."
     assert client.containers.retrieve(cid).status == "expired"
     client.containers.delete(cid)
     with pytest.raises(openai.NotFoundError):
