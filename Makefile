@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help setup venv docker-engine sandbox-image run test lint typecheck pytest bench clean
+.PHONY: help setup venv node-deps docker-engine sandbox-image run test lint typecheck pytest bench clean
 
 help:
 	@echo "make run    - set everything up and serve the API on 127.0.0.1:8000"
@@ -23,6 +23,16 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 venv: $(STAMP)
+
+NODE_STAMP := tests/node/node_modules/.installed
+
+$(NODE_STAMP): tests/node/package.json
+	@echo "==> installing the Node client test dependencies (pinned openai)"
+	@command -v npm >/dev/null || { echo "npm is needed for the Node client tests; install Node.js 18+"; exit 1; }
+	@cd tests/node && npm install --no-package-lock --no-audit --no-fund --silent
+	@touch $@
+
+node-deps: $(NODE_STAMP)
 
 docker-engine:
 	@bash scripts/ensure-docker.sh
@@ -42,7 +52,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy server
 
-pytest: setup
+pytest: setup node-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
