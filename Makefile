@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help setup venv node-deps docker-engine sandbox-image run test lint typecheck pytest bench clean
+.PHONY: help setup venv node-deps litellm-deps compose-tool server-image docker-engine sandbox-image run test lint typecheck pytest bench clean
 
 help:
 	@echo "make run    - set everything up and serve the API on 127.0.0.1:8000"
@@ -34,6 +34,22 @@ $(NODE_STAMP): tests/node/package.json
 
 node-deps: $(NODE_STAMP)
 
+LITELLM_STAMP := .venv-litellm/.installed
+
+$(LITELLM_STAMP): tests/litellm/requirements.txt
+	@echo "==> installing LiteLLM (SDK and proxy) into .venv-litellm for the client tests"
+	@test -x .venv-litellm/bin/python || $(PYTHON) -m venv .venv-litellm
+	@.venv-litellm/bin/python -m pip install -q --disable-pip-version-check -r tests/litellm/requirements.txt
+	@touch $@
+
+litellm-deps: $(LITELLM_STAMP)
+
+compose-tool:
+	@bash scripts/ensure-compose.sh
+
+server-image: sandbox-image venv
+	@bash scripts/ensure-server-image.sh
+
 docker-engine:
 	@bash scripts/ensure-docker.sh
 
@@ -52,7 +68,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy server
 
-pytest: setup node-deps
+pytest: setup node-deps litellm-deps compose-tool server-image
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -63,4 +79,4 @@ bench: setup
 	$(BIN)/python scripts/bench_exec.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-litellm build tests/node/node_modules data .pytest_cache .mypy_cache .ruff_cache
