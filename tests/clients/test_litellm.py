@@ -6,22 +6,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
-from tests.conftest import ROOT, LocalboxServer, free_port
-
-LITELLM_PY = ROOT / ".venv-litellm" / "bin" / "python"
-LITELLM_CLI = ROOT / ".venv-litellm" / "bin" / "litellm"
-OFFLINE = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
-MASTER_KEY = "sk-proxy-master"
+from tests.clients.conftest import LITELLM_PY, MASTER_KEY, OFFLINE, Proxy
+from tests.conftest import ROOT, LocalboxServer
 
 
 def test_litellm_sdk_sync_and_async(keyed_server: LocalboxServer) -> None:
@@ -40,51 +32,6 @@ def test_litellm_sdk_sync_and_async(keyed_server: LocalboxServer) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines() == ["sync workflow ok", "async workflow ok"]
-
-
-@dataclass
-class Proxy:
-    url: str
-    process: subprocess.Popen[bytes]
-
-
-@pytest.fixture(scope="module")
-def proxy(
-    keyed_server: LocalboxServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Proxy]:
-    """The LiteLLM proxy, offline, with OPENAI_API_BASE pointing at localbox."""
-    tmp = tmp_path_factory.mktemp("litellm-proxy")
-    config = tmp / "config.yaml"
-    config.write_text(
-        "model_list: []\n"
-        "environment_variables:\n"
-        f'  OPENAI_API_BASE: "{keyed_server.base_url}"\n'
-        f'  OPENAI_API_KEY: "{keyed_server.api_key}"\n'
-        "general_settings:\n"
-        f'  master_key: "{MASTER_KEY}"\n'
-    )
-    port = free_port()
-    with (tmp / "proxy.log").open("ab") as log:
-        process = subprocess.Popen(
-            [str(LITELLM_CLI), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **OFFLINE},
-            stdout=log,
-            stderr=log,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert process.poll() is None, (tmp / "proxy.log").read_text()
-        try:
-            if httpx.get(f"{url}/health/liveliness", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, (tmp / "proxy.log").read_text()
-        time.sleep(0.25)
-    yield Proxy(url, process)
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def test_openai_sdk_through_the_proxy(proxy: Proxy, tmp_path: Path) -> None:
