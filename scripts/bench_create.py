@@ -10,60 +10,34 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from benchlib import running_localbox
 
 
 def bench_api(n: int, image: str) -> list[float]:
-    port = free_port()
-    with tempfile.TemporaryDirectory() as data:
-        env = {
-            **os.environ,
-            "LOCALBOX_PORT": str(port),
-            "LOCALBOX_DATA_DIR": data,
-            "LOCALBOX_LOG_LEVEL": "warning",
-            "LOCALBOX_SANDBOX_IMAGE": image,
-        }
-        proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            with httpx.Client(base_url=base, timeout=60) as http:
-                for _ in range(300):
-                    try:
-                        http.get("/health")
-                        break
-                    except httpx.TransportError:
-                        time.sleep(0.05)
-                times = []
-                for i in range(n + 1):
-                    t0 = time.perf_counter()
-                    r = http.post("/v1/containers", json={"name": f"bench-{i}"})
-                    elapsed = time.perf_counter() - t0
-                    r.raise_for_status()
-                    if i:  # the first call warms up the connection and the engine
-                        times.append(elapsed)
-                    http.delete(f"/v1/containers/{r.json()['id']}").raise_for_status()
-                return times
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+    with (
+        running_localbox({"LOCALBOX_SANDBOX_IMAGE": image}) as (base, _),
+        httpx.Client(base_url=base, timeout=60) as http,
+    ):
+        times = []
+        for i in range(n + 1):
+            t0 = time.perf_counter()
+            r = http.post("/containers", json={"name": f"bench-{i}"})
+            elapsed = time.perf_counter() - t0
+            r.raise_for_status()
+            if i:  # the first call warms up the connection and the engine
+                times.append(elapsed)
+            http.delete(f"/containers/{r.json()['id']}").raise_for_status()
+        return times
 
 
 def bench_docker_run(n: int, image: str) -> list[float]:

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_create import free_port  # noqa: E402
+from benchlib import running_localbox
 
 
 def percentile(ms: list[float], p: float) -> float:
@@ -41,48 +38,28 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=300, help="calls through the API")
     parser.add_argument("--docker-n", type=int, default=50, help="docker exec calls")
     args = parser.parse_args()
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            **os.environ,
-            "LOCALBOX_PORT": str(port),
-            "LOCALBOX_DATA_DIR": tmp,
-            "LOCALBOX_LOG_LEVEL": "warning",
-        }
-        proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env)
-        base = f"http://127.0.0.1:{port}/v1"
-        try:
-            with httpx.Client(timeout=120) as http:
-                for _ in range(300):
-                    try:
-                        http.get(f"http://127.0.0.1:{port}/health")
-                        break
-                    except httpx.TransportError:
-                        time.sleep(0.05)
-                cid = http.post(f"{base}/containers", json={"name": "bench"}).json()["id"]
-                url = f"{base}/containers/{cid}/exec"
-                for _ in range(20):  # warm up: start the kernel, fill caches
-                    http.post(url, json={"code": "print(1)"}).raise_for_status()
-                api = []
-                for _ in range(args.n):
-                    t0 = time.perf_counter()
-                    r = http.post(url, json={"code": "print(1)"})
-                    api.append((time.perf_counter() - t0) * 1000)
-                    assert r.json()["stdout"] == "1\n", r.text
-                raw = []
-                for _ in range(args.docker_n):
-                    t0 = time.perf_counter()
-                    out = subprocess.run(
-                        ["docker", "exec", f"localbox-{cid}", "python3", "-c", "print(1)"],
-                        capture_output=True,
-                        check=True,
-                    )
-                    raw.append((time.perf_counter() - t0) * 1000)
-                    assert out.stdout == b"1\n"
-                http.delete(f"{base}/containers/{cid}")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+    with running_localbox() as (base, _), httpx.Client(timeout=120) as http:
+        cid = http.post(f"{base}/containers", json={"name": "bench"}).json()["id"]
+        url = f"{base}/containers/{cid}/exec"
+        for _ in range(20):  # warm up: start the kernel, fill caches
+            http.post(url, json={"code": "print(1)"}).raise_for_status()
+        api = []
+        for _ in range(args.n):
+            t0 = time.perf_counter()
+            r = http.post(url, json={"code": "print(1)"})
+            api.append((time.perf_counter() - t0) * 1000)
+            assert r.json()["stdout"] == "1\n", r.text
+        raw = []
+        for _ in range(args.docker_n):
+            t0 = time.perf_counter()
+            out = subprocess.run(
+                ["docker", "exec", f"localbox-{cid}", "python3", "-c", "print(1)"],
+                capture_output=True,
+                check=True,
+            )
+            raw.append((time.perf_counter() - t0) * 1000)
+            assert out.stdout == b"1\n"
+        http.delete(f"{base}/containers/{cid}")
     print(f"print(1) round trip on a warm container ({os.cpu_count()} cores)")
     print(describe("POST /v1/containers/{id}/exec (stateful)", api))
     print(describe("docker exec <sandbox> python3 -c 'print(1)'", raw))

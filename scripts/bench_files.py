@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,10 +17,9 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_create import free_port  # noqa: E402
+from benchlib import running_localbox
 
 
 def rss_kib(pid: int, field: str) -> int:
@@ -48,65 +46,42 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=256, help="file size in MiB")
     args = parser.parse_args()
     size = args.mib << 20
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "payload.bin"
         expected = make_file(src, size)
-        env = {
-            **os.environ,
-            "LOCALBOX_PORT": str(port),
-            "LOCALBOX_DATA_DIR": str(Path(tmp) / "data"),
-            "LOCALBOX_LOG_LEVEL": "warning",
-            "LOCALBOX_MAX_UPLOAD_BYTES": str(size + (1 << 20)),
-        }
-        proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env)
-        base = f"http://127.0.0.1:{port}/v1"
-        try:
-            with httpx.Client(timeout=600) as http:
-                for _ in range(300):
-                    try:
-                        http.get(f"http://127.0.0.1:{port}/health")
-                        break
-                    except httpx.TransportError:
-                        time.sleep(0.05)
-                cid = http.post(f"{base}/containers", json={"name": "bench"}).json()["id"]
-                # Warm up every code path once with a small file before measuring memory.
-                http.post(f"{base}/containers/{cid}/files", files={"file": ("w", b"w")})
-                rss_before = rss_kib(proc.pid, "VmRSS")
+        limit = {"LOCALBOX_MAX_UPLOAD_BYTES": str(size + (1 << 20))}
+        with running_localbox(limit) as (base, pid), httpx.Client(timeout=600) as http:
+            cid = http.post(f"{base}/containers", json={"name": "bench"}).json()["id"]
+            # Warm up every code path once with a small file before measuring memory.
+            http.post(f"{base}/containers/{cid}/files", files={"file": ("w", b"w")})
+            rss_before = rss_kib(pid, "VmRSS")
 
-                t0 = time.perf_counter()
-                with src.open("rb") as f:
-                    r = http.post(f"{base}/containers/{cid}/files", files={"file": ("p.bin", f)})
-                r.raise_for_status()
-                upload_s = time.perf_counter() - t0
-                file_id = r.json()["id"]
+            t0 = time.perf_counter()
+            with src.open("rb") as f:
+                r = http.post(f"{base}/containers/{cid}/files", files={"file": ("p.bin", f)})
+            r.raise_for_status()
+            upload_s = time.perf_counter() - t0
+            file_id = r.json()["id"]
 
-                t0 = time.perf_counter()
-                digest = hashlib.sha256()
-                url = f"{base}/containers/{cid}/files/{file_id}/content"
-                with http.stream("GET", url) as resp:
-                    for chunk in resp.iter_bytes(1 << 20):
-                        digest.update(chunk)
-                download_s = time.perf_counter() - t0
-                assert digest.hexdigest() == expected, "download differs from upload"
-                peak = rss_kib(proc.pid, "VmHWM")
+            t0 = time.perf_counter()
+            digest = hashlib.sha256()
+            url = f"{base}/containers/{cid}/files/{file_id}/content"
+            with http.stream("GET", url) as resp:
+                for chunk in resp.iter_bytes(1 << 20):
+                    digest.update(chunk)
+            download_s = time.perf_counter() - t0
+            assert digest.hexdigest() == expected, "download differs from upload"
+            peak = rss_kib(pid, "VmHWM")
 
-                sandbox = f"localbox-{cid}"
-                t0 = time.perf_counter()
-                subprocess.run(
-                    ["docker", "cp", str(src), f"{sandbox}:/mnt/data/cp.bin"], check=True
-                )
-                cp_in_s = time.perf_counter() - t0
-                out = Path(tmp) / "back.bin"
-                t0 = time.perf_counter()
-                subprocess.run(
-                    ["docker", "cp", f"{sandbox}:/mnt/data/cp.bin", str(out)], check=True
-                )
-                cp_out_s = time.perf_counter() - t0
-                http.delete(f"{base}/containers/{cid}")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+            sandbox = f"localbox-{cid}"
+            t0 = time.perf_counter()
+            subprocess.run(["docker", "cp", str(src), f"{sandbox}:/mnt/data/cp.bin"], check=True)
+            cp_in_s = time.perf_counter() - t0
+            out = Path(tmp) / "back.bin"
+            t0 = time.perf_counter()
+            subprocess.run(["docker", "cp", f"{sandbox}:/mnt/data/cp.bin", str(out)], check=True)
+            cp_out_s = time.perf_counter() - t0
+            http.delete(f"{base}/containers/{cid}")
 
     mib = size / (1 << 20)
     print(f"container file transfer, {mib:.0f} MiB, {os.cpu_count()} cores")

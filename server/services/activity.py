@@ -1,11 +1,15 @@
-"""Which containers are busy running code right now (they must not expire meanwhile)."""
+"""Concurrency helpers: which containers are busy running code (they must not expire
+meanwhile), per-container locks, and a lock granted in arrival order."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Generic, TypeVar
+
+L = TypeVar("L")
 
 
 class Activity:
@@ -57,3 +61,23 @@ class FifoLock:
             with self._cond:
                 self._serving += 1
                 self._cond.notify_all()
+
+
+class PerContainer(Generic[L]):
+    """One lock (of any kind) per container id, made on first use."""
+
+    def __init__(self, factory: Callable[[], L]) -> None:
+        self._factory = factory
+        self._locks: dict[str, L] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, container_id: str) -> L:
+        with self._guard:
+            lock = self._locks.get(container_id)
+            if lock is None:
+                lock = self._locks[container_id] = self._factory()
+            return lock
+
+    def forget(self, container_id: str) -> None:
+        with self._guard:
+            self._locks.pop(container_id, None)

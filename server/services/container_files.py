@@ -10,7 +10,6 @@ from __future__ import annotations
 import builtins
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -18,7 +17,6 @@ from typing import BinaryIO
 from server.domain import Container, ContainerFile, File, Order, Page, PageQuery
 from server.errors import (
     ContainerExpired,
-    ContainerNotFound,
     FileNotFound,
     InvalidRequest,
     PayloadTooLarge,
@@ -32,7 +30,8 @@ from server.runtime import (
     SandboxRuntime,
     SandboxRuntimeError,
 )
-from server.services.errors import runtime_errors
+from server.services.activity import PerContainer
+from server.services.errors import runtime_errors, touch_running
 from server.services.files import FileService
 from server.services.names import safe_name
 from server.store import ContainerFileRepository, ContainerRepository
@@ -54,8 +53,7 @@ class ContainerFileService:
         self._files = files
         self._runtime = runtime
         self._clock = clock
-        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._locks_guard = threading.Lock()
+        self._lock = PerContainer(threading.Lock)
 
     @contextmanager
     def _sandbox(self, container_id: str, action: str) -> Iterator[None]:
@@ -71,18 +69,8 @@ class ContainerFileService:
                 raise ContainerExpired() from exc
             raise
 
-    def _lock(self, container_id: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks[container_id]
-
     def _active(self, container_id: str) -> Container:
-        """The container, marked active; 404 when unknown, 400 when expired."""
-        container = self._containers.touch(container_id, int(self._clock()))
-        if container is None:
-            raise ContainerNotFound(container_id)
-        if container.status != "running":
-            raise ContainerExpired()
-        return container
+        return touch_running(self._containers, container_id, int(self._clock()))
 
     def upload(
         self, container_id: str, filename: str | None, source: BinaryIO, size: int
@@ -176,8 +164,7 @@ class ContainerFileService:
     def forget(self, container_id: str) -> None:
         """Drop every record of the container's files (its sandbox is gone)."""
         self._repo.delete_all(container_id)
-        with self._locks_guard:
-            self._locks.pop(container_id, None)
+        self._lock.forget(container_id)
 
     def sync(self, container_id: str) -> None:
         """Bring the records in line with the files the sandbox really holds."""

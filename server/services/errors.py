@@ -1,4 +1,4 @@
-"""Translation of runtime failures into API errors, shared by the services."""
+"""Shared by the services: runtime failures as API errors, and the running-container guard."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from server.errors import SandboxFailure, ServiceUnavailable
+from server.domain import Container
+from server.errors import ContainerExpired, ContainerNotFound, SandboxFailure, ServiceUnavailable
 from server.runtime import RuntimeUnavailable, SandboxFileNotFound, SandboxRuntimeError
+from server.store import ContainerRepository
 
 log = logging.getLogger("localbox.services")
 
@@ -27,3 +29,13 @@ def runtime_errors(action: str) -> Iterator[None]:
     except SandboxRuntimeError as exc:
         log.error("%s: %s", action, exc)
         raise SandboxFailure(f"Could not {action}.") from exc
+
+
+def touch_running(repo: ContainerRepository, container_id: str, now: int) -> Container:
+    """The container, marked active; 404 when unknown, 400 "Container is expired." otherwise."""
+    container = repo.touch(container_id, now)
+    if container is None:
+        raise ContainerNotFound(container_id)
+    if container.status != "running":
+        raise ContainerExpired()
+    return container

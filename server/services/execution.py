@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from server.domain import ContainerFile
-from server.errors import ContainerExpired, ContainerNotFound, InvalidRequest
+from server.errors import InvalidRequest
 from server.ids import Clock, new_exec_id
 from server.runtime import (
     ExecDone,
@@ -21,9 +19,9 @@ from server.runtime import (
     OutputChunk,
     SandboxRuntime,
 )
-from server.services.activity import Activity, FifoLock
+from server.services.activity import Activity, FifoLock, PerContainer
 from server.services.container_files import ContainerFileService
-from server.services.errors import runtime_errors
+from server.services.errors import runtime_errors, touch_running
 from server.store import ContainerRepository
 
 log = logging.getLogger("localbox.execution")
@@ -87,8 +85,7 @@ class ExecutionService:
         self.max_timeout = max_timeout
         self.max_output = max_output
         self.disk_limit = disk_limit
-        self._locks: defaultdict[str, FifoLock] = defaultdict(FifoLock)
-        self._locks_guard = threading.Lock()
+        self._lock = PerContainer(FifoLock)
 
     def start(
         self, container_id: str, code: str, language: Language, timeout: float | None
@@ -166,12 +163,4 @@ class ExecutionService:
                 result.logs += marker
 
     def _touch(self, container_id: str) -> None:
-        container = self._containers.touch(container_id, int(self._clock()))
-        if container is None:
-            raise ContainerNotFound(container_id)
-        if container.status != "running":
-            raise ContainerExpired()
-
-    def _lock(self, container_id: str) -> FifoLock:
-        with self._locks_guard:
-            return self._locks[container_id]
+        touch_running(self._containers, container_id, int(self._clock()))
