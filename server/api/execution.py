@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.api.deps import Execution
@@ -31,9 +31,7 @@ def sse(events: Iterator[StreamEvent]) -> Iterator[str]:
 
 
 @router.post("", response_model=Exec)
-async def exec_code(
-    container_id: str, body: ExecBody, service: Execution
-) -> Exec | StreamingResponse:
+async def exec_code(container_id: str, body: ExecBody, service: Execution) -> Response:
     if body.stream:
         events = await run_in_threadpool(
             service.start, container_id, body.code, body.language, body.timeout
@@ -44,4 +42,5 @@ async def exec_code(
     result = await run_in_threadpool(
         service.run, container_id, body.code, body.language, body.timeout
     )
-    return Exec.of(result)
+    # Serialised once here: this is the hot path of the exec round trip.
+    return Response(Exec.of(result).model_dump_json(), media_type="application/json")

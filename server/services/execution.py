@@ -135,7 +135,8 @@ class ExecutionService:
             self._finish(result, done)
             result.files = self._files.record_changes(container_id, done.files, done.removed)
             result.duration_ms = int((time.monotonic() - started) * 1000)
-            self._containers.touch(container_id, int(self._clock()))
+            if result.duration_ms >= 1000:  # last_active_at has whole seconds: a short call
+                self._containers.touch(container_id, int(self._clock()))  # was counted at start
         log.info(
             "exec %s in %s: %s in %d ms", result.id, container_id, result.status, result.duration_ms
         )
