@@ -35,6 +35,8 @@ def main() -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Every sweep would be logged at INFO otherwise.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
     uvicorn.run(
         create_app(settings),
         host=settings.host,
