@@ -6,7 +6,7 @@ from sqlmodel import col, delete, select
 
 from server.domain import ContainerFile, Page, PageQuery
 from server.store.database import Database
-from server.store.paging import cut, paged
+from server.store.repository import load_page
 from server.store.tables import ContainerFileRecord
 
 
@@ -86,8 +86,4 @@ class ContainerFileRepository:
         stmt = select(ContainerFileRecord).where(
             col(ContainerFileRecord.container_id) == container_id
         )
-        stmt, reverse = paged(stmt, ContainerFileRecord.created_at, ContainerFileRecord.id, query)
-        with self._db.session() as s:
-            rows = list(s.exec(stmt).all())
-        rows, has_more = cut(rows, query, reverse)
-        return Page(items=[_to_domain(r) for r in rows], has_more=has_more)
+        return load_page(self._db, ContainerFileRecord, stmt, query, _to_domain)

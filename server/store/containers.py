@@ -5,12 +5,11 @@ from __future__ import annotations
 from sqlmodel import col, select, update
 
 from server.domain import Container, Page, PageQuery
-from server.store.database import Database
-from server.store.paging import cut, paged
+from server.store.repository import Repository
 from server.store.tables import ContainerRecord
 
 
-def _to_domain(rec: ContainerRecord) -> Container:
+def _container(rec: ContainerRecord) -> Container:
     return Container(
         id=rec.id,
         name=rec.name,
@@ -24,7 +23,7 @@ def _to_domain(rec: ContainerRecord) -> Container:
     )
 
 
-def _to_record(c: Container) -> ContainerRecord:
+def _container_record(c: Container) -> ContainerRecord:
     return ContainerRecord(
         id=c.id,
         name=c.name,
@@ -39,19 +38,14 @@ def _to_record(c: Container) -> ContainerRecord:
     )
 
 
-class ContainerRepository:
-    def __init__(self, db: Database) -> None:
-        self._db = db
+class ContainerRepository(Repository[ContainerRecord, Container]):
+    record = ContainerRecord
 
-    def add(self, container: Container) -> None:
-        with self._db.session() as s:
-            s.add(_to_record(container))
-            s.commit()
+    def to_domain(self, rec: ContainerRecord) -> Container:
+        return _container(rec)
 
-    def get(self, container_id: str) -> Container | None:
-        with self._db.session() as s:
-            rec = s.get(ContainerRecord, container_id)
-            return _to_domain(rec) if rec else None
+    def to_record(self, item: Container) -> ContainerRecord:
+        return _container_record(item)
 
     def touch(self, container_id: str, now: int) -> Container | None:
         """Set last_active_at (and so the deadline) of a running container; return it."""
@@ -64,7 +58,7 @@ class ContainerRepository:
                 rec.expires_at = now + 60 * rec.expires_after_minutes
                 s.add(rec)
                 s.commit()
-            return _to_domain(rec)
+            return _container(rec)
 
     def set_status(self, container_id: str, status: str) -> None:
         with self._db.session() as s:
@@ -74,24 +68,11 @@ class ContainerRepository:
                 s.add(rec)
                 s.commit()
 
-    def delete(self, container_id: str) -> bool:
-        with self._db.session() as s:
-            rec = s.get(ContainerRecord, container_id)
-            if rec is None:
-                return False
-            s.delete(rec)
-            s.commit()
-            return True
-
     def list_page(self, query: PageQuery, name: str | None = None) -> Page[Container]:
         stmt = select(ContainerRecord)
         if name is not None:
             stmt = stmt.where(ContainerRecord.name == name)
-        stmt, reverse = paged(stmt, ContainerRecord.created_at, ContainerRecord.id, query)
-        with self._db.session() as s:
-            rows = list(s.exec(stmt).all())
-        rows, has_more = cut(rows, query, reverse)
-        return Page(items=[_to_domain(r) for r in rows], has_more=has_more)
+        return self._page(stmt, query)
 
     def due_ids(self, now: int) -> list[str]:
         """Running containers whose deadline has passed (one indexed range query)."""

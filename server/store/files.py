@@ -10,8 +10,7 @@ from typing import BinaryIO
 from sqlmodel import select
 
 from server.domain import File, Page, PageQuery
-from server.store.database import Database
-from server.store.paging import cut, paged
+from server.store.repository import Repository
 from server.store.tables import FileRecord
 
 
@@ -26,38 +25,20 @@ def _to_domain(rec: FileRecord) -> File:
     )
 
 
-class FileRepository:
-    def __init__(self, db: Database) -> None:
-        self._db = db
+class FileRepository(Repository[FileRecord, File]):
+    record = FileRecord
 
-    def add(self, file: File) -> None:
-        with self._db.session() as s:
-            s.add(FileRecord(**vars(file)))
-            s.commit()
+    def to_domain(self, rec: FileRecord) -> File:
+        return _to_domain(rec)
 
-    def get(self, file_id: str) -> File | None:
-        with self._db.session() as s:
-            rec = s.get(FileRecord, file_id)
-            return _to_domain(rec) if rec else None
-
-    def delete(self, file_id: str) -> bool:
-        with self._db.session() as s:
-            rec = s.get(FileRecord, file_id)
-            if rec is None:
-                return False
-            s.delete(rec)
-            s.commit()
-            return True
+    def to_record(self, item: File) -> FileRecord:
+        return FileRecord(**vars(item))
 
     def list_page(self, query: PageQuery, purpose: str | None = None) -> Page[File]:
         stmt = select(FileRecord)
         if purpose is not None:
             stmt = stmt.where(FileRecord.purpose == purpose)
-        stmt, reverse = paged(stmt, FileRecord.created_at, FileRecord.id, query)
-        with self._db.session() as s:
-            rows = list(s.exec(stmt).all())
-        rows, has_more = cut(rows, query, reverse)
-        return Page(items=[_to_domain(r) for r in rows], has_more=has_more)
+        return self._page(stmt, query)
 
 
 class BlobStore:
