@@ -10,6 +10,7 @@ from typing import BinaryIO
 from urllib.parse import quote
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
@@ -49,8 +50,10 @@ class BodyLimitMiddleware:
             return
         for key, value in scope.get("headers", []):
             if key == b"content-length" and value.isdigit() and int(value) > self.limit:
+                # Declared too large: answer now, without reading a byte of it.
                 exc = PayloadTooLarge(self.max_bytes)
-                scope.setdefault("state", {})["body_too_large"] = exc
+                await JSONResponse(exc.body(), status_code=exc.status)(scope, receive, send)
+                return
         received = 0
 
         async def counted() -> Message:
@@ -65,12 +68,6 @@ class BodyLimitMiddleware:
         await self.app(scope, counted, send)
 
 
-def _check_declared_size(request: Request) -> None:
-    exc = request.scope.get("state", {}).get("body_too_large")
-    if isinstance(exc, PayloadTooLarge):
-        raise exc
-
-
 @asynccontextmanager
 async def multipart_file(
     request: Request, field: str = "file"
@@ -79,7 +76,6 @@ async def multipart_file(
 
     Spooled temporary files are removed when the block ends, whatever happens.
     """
-    _check_declared_size(request)
     try:
         async with request.form(max_files=4, max_fields=32) as form:
             fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
@@ -107,7 +103,6 @@ async def container_upload(request: Request) -> AsyncIterator[Upload | FileIdRef
             else:
                 raise InvalidRequest("Send a 'file' part or a 'file_id' field.", "file")
         return
-    _check_declared_size(request)
     try:
         body = FileIdBody.model_validate_json(await request.body())
     except ValidationError:

@@ -156,8 +156,9 @@ class DockerRuntime:
                 self.client.volumes.get(name).remove(force=True)
 
     def start(self, container_id: str) -> None:
+        sandbox = self._sandbox(container_id)
         with _translated("start sandbox"):
-            self.client.containers.get(sandbox_name(container_id)).start()
+            sandbox.start()
 
     def list_sandboxes(self) -> list[SandboxInfo]:
         with _translated("list sandboxes"):

@@ -170,62 +170,55 @@ class ContainerFileService:
         """Bring the records in line with the files the sandbox really holds."""
         with self._lock(container_id):
             with self._sandbox(container_id, "list the files in the sandbox"):
-                actual = {f.path: f for f in self._runtime.list_files(container_id)}
-            known = {f.path: f for f in self._repo.all_for(container_id)}
-            added = [
-                ContainerFile(
+                actual = self._runtime.list_files(container_id)
+            self._merge(container_id, actual, removed=None)
+
+    def record_changes(
+        self, container_id: str, files: Sequence[SandboxFile], removed: Sequence[str]
+    ) -> Sequence[ContainerFile]:
+        """Register files that code created or changed and forget removed ones; return the
+        records of the created or changed files."""
+        if not files and not removed:
+            return []
+        with self._lock(container_id):
+            return self._merge(container_id, files, removed)
+
+    def _merge(
+        self,
+        container_id: str,
+        present: Sequence[SandboxFile],
+        removed: Sequence[str] | None,
+    ) -> builtins.list[ContainerFile]:
+        """Record the present files (new ones with source "assistant") and drop the removed
+        paths; removed=None means present is the whole listing. Returns present's records.
+        The caller holds the container's lock."""
+        known = {f.path: f for f in self._repo.all_for(container_id)}
+        added: builtins.list[ContainerFile] = []
+        changed: builtins.list[ContainerFile] = []
+        records: builtins.list[ContainerFile] = []
+        for f in present:
+            rec = known.get(f.path)
+            if rec is None:
+                rec = ContainerFile(
                     id=new_container_file_id(),
                     container_id=container_id,
-                    path=path,
+                    path=f.path,
                     bytes=f.bytes,
                     created_at=int(f.mtime) or int(self._clock()),
                     source="assistant",
                     mtime=f.mtime,
                 )
-                for path, f in actual.items()
-                if path not in known
-            ]
-            changed = []
-            for path, rec in known.items():
-                now = actual.get(path)
-                if now is not None and (now.bytes != rec.bytes or now.mtime != rec.mtime):
-                    rec.bytes, rec.mtime = now.bytes, now.mtime
-                    changed.append(rec)
-            removed = [rec.id for path, rec in known.items() if path not in actual]
-            if added or changed or removed:
-                self._repo.apply(added, changed, removed)
-
-    def record_changes(
-        self, container_id: str, files: Sequence[SandboxFile], removed: Sequence[str]
-    ) -> Sequence[ContainerFile]:
-        """Register files that code created or changed (source "assistant" when new) and
-        forget removed ones; return the records of the created or changed files."""
-        if not files and not removed:
-            return []
-        with self._lock(container_id):
-            known = {f.path: f for f in self._repo.all_for(container_id)}
-            added: builtins.list[ContainerFile] = []
-            changed: builtins.list[ContainerFile] = []
-            for f in files:
-                rec = known.get(f.path)
-                if rec is None:
-                    added.append(
-                        ContainerFile(
-                            id=new_container_file_id(),
-                            container_id=container_id,
-                            path=f.path,
-                            bytes=f.bytes,
-                            created_at=int(self._clock()),
-                            source="assistant",
-                            mtime=f.mtime,
-                        )
-                    )
-                else:
-                    rec.bytes, rec.mtime = f.bytes, f.mtime
-                    changed.append(rec)
-            gone = [known[p].id for p in removed if p in known]
+                added.append(rec)
+            elif (rec.bytes, rec.mtime) != (f.bytes, f.mtime):
+                rec.bytes, rec.mtime = f.bytes, f.mtime
+                changed.append(rec)
+            records.append(rec)
+        if removed is None:
+            removed = sorted(known.keys() - {f.path for f in present})
+        gone = [known[p].id for p in removed if p in known]
+        if added or changed or gone:
             self._repo.apply(added, changed, gone)
-        return [*added, *changed]
+        return records
 
     def _discard(self, container_id: str, path: str) -> None:
         """Remove what a failed write may have left; a failure here is only logged."""
