@@ -14,11 +14,13 @@ the sandbox, so state survives between calls and across restarts of the server.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
 import queue
 import re
+import selectors
 import signal
 import subprocess
 import sys
@@ -396,14 +398,28 @@ def run_bash(req: dict[str, Any], out: Output, watch: Watch) -> dict[str, Any]:
             "state_preserved": True,
         }
     make_expendable(proc.pid)
-    readers = [
-        threading.Thread(target=_pump, args=(proc.stdout, "stdout", out), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, "stderr", out), daemon=True),
-    ]
-    for t in readers:
-        t.start()
+    # Read both pipes from this thread: starting reader threads can fail once a fork bomb
+    # has used up the process limit (threads count as processes), and then nothing would
+    # stop it.
+    streams = selectors.DefaultSelector()
+    for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        streams.register(pipe, selectors.EVENT_READ, (name, decoder))
     outcome = None
-    while proc.poll() is None:
+    drain_until = None  # after bash ends, background children may keep the pipes open
+    while streams.get_map():
+        for key, _ in streams.select(timeout=POLL / 5):
+            name, decoder = key.data
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                streams.unregister(key.fileobj)
+            if text := decoder.decode(chunk, final=not chunk):
+                out.stream(name, text)
+        if proc.poll() is not None:
+            drain_until = drain_until or time.monotonic() + 2
+            if time.monotonic() > drain_until:
+                break
+            continue
         if watch.timed_out():
             outcome = "timeout"
         elif watch.disk_full():
@@ -412,11 +428,8 @@ def run_bash(req: dict[str, Any], out: Output, watch: Watch) -> dict[str, Any]:
             outcome = "pids"
         if outcome:
             _kill_group(proc)
-            break
-        time.sleep(POLL / 5)
+    streams.close()
     proc.wait()
-    for t in readers:
-        t.join(timeout=2)
     if outcome == "timeout":
         return {
             "status": "timeout",
@@ -448,14 +461,6 @@ def run_bash(req: dict[str, Any], out: Output, watch: Watch) -> dict[str, Any]:
         "state_preserved": True,
         "exit_code": code,
     }
-
-
-def _pump(pipe: Any, name: str, out: Output) -> None:
-    while True:
-        chunk = pipe.read1(65536)
-        if not chunk:
-            return
-        out.stream(name, chunk.decode("utf-8", "replace"))
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
