@@ -50,6 +50,7 @@ def create_app(
             cpus=settings.sandbox_cpus,
             pids_limit=settings.sandbox_pids_limit,
             tmp_size=settings.sandbox_tmp_size,
+            disk_limit=settings.sandbox_disk_bytes,
         )
     container_repo = ContainerRepository(db)
     file_service = FileService(
@@ -59,7 +60,12 @@ def create_app(
         max_bytes=settings.max_upload_bytes,
     )
     container_file_service = ContainerFileService(
-        container_repo, ContainerFileRepository(db), file_service, runtime, clock
+        container_repo,
+        ContainerFileRepository(db),
+        file_service,
+        runtime,
+        clock,
+        disk_limit=settings.sandbox_disk_bytes,
     )
     activity = Activity()
     container_service = ContainerService(
@@ -82,6 +88,9 @@ def create_app(
         max_timeout=settings.exec_max_timeout,
         max_output=settings.exec_max_output_bytes,
         disk_limit=settings.sandbox_disk_bytes,
+        max_image_bytes=settings.exec_max_image_bytes,
+        max_error_bytes=settings.exec_max_error_bytes,
+        queue_depth=settings.exec_queue_depth,
     )
 
     def health_checks() -> dict[str, str]:
@@ -116,6 +125,7 @@ def create_app(
             yield
         finally:
             await run_in_threadpool(scheduler.shutdown)
+            execution_service.close()
             db.close()
 
     app = FastAPI(

@@ -55,6 +55,14 @@ class FileNotFound(NotFound):
         super().__init__(f"No file found with id '{file_id}'.", param)
 
 
+class ContainerFileGone(NotFound):
+    def __init__(self, file_id: str, path: str, why: str) -> None:
+        super().__init__(
+            f"The file '{file_id}' at {path} is no longer a regular file inside /mnt/data "
+            f"({why}); it was removed from the container's file list.",
+        )
+
+
 class ContainerExpired(InvalidRequest):
     def __init__(self) -> None:
         super().__init__("Container is expired.", "container_id")
@@ -70,6 +78,32 @@ class PayloadTooLarge(ApiError):
             "file",
         )
         self.limit = limit
+
+
+class ContainerBusy(ApiError):
+    """Too many calls queue on one container, or one waited its whole timeout for its turn."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "container_busy"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "container_id")
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "1"}
+
+
+class DiskLimitExceeded(ApiError):
+    status = 413
+    code = "disk_limit_exceeded"
+
+    def __init__(self, usage: int, size: int, limit: int) -> None:
+        super().__init__(
+            f"The container's /mnt/data holds {usage} bytes; {size} more would pass its disk "
+            f"limit of {limit} bytes (LOCALBOX_SANDBOX_DISK_BYTES). Delete files first.",
+            "file",
+        )
 
 
 class InvalidApiKey(ApiError):

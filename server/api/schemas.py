@@ -173,7 +173,7 @@ class ExecBody(BaseModel):
 
     code: str
     language: Literal["python", "bash"] = "python"
-    timeout: float | None = None
+    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     stream: bool = False
 
 

@@ -113,9 +113,10 @@ async def container_upload(request: Request) -> AsyncIterator[Upload | FileIdRef
 
 
 def content_headers(filename: str, size: int | None = None) -> dict[str, str]:
-    """Content-Type guessed from the name, and a Content-Disposition that survives unicode."""
+    """Content-Type guessed from the name, and a Content-Disposition that survives unicode
+    and control characters (code may name its files anything)."""
     media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    ascii_name = "".join(ch if " " <= ch <= "~" and ch not in '"?\\' else "_" for ch in filename)
     headers = {
         "content-type": media_type,
         "content-disposition": (

@@ -1,30 +1,25 @@
 """The client side of the in-sandbox agent's protocol (JSON lines), independent of transport.
 
 A driver supplies a byte channel to the agent's stdin and stdout — Docker's attach stream
-today, Kubernetes' exec stream later — and AgentClient speaks the protocol over it.
+today, Kubernetes' exec stream later — and AgentClient speaks the protocol over it. What
+comes back is read and checked by runtime/frames.py.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from server.runtime.base import (
-    ExecDone,
-    ExecError,
-    ExecEvent,
-    ExecRequest,
-    ImageOutput,
-    OutputChunk,
-    SandboxFile,
-)
+from server.runtime.base import ExecDone, ExecEvent, ExecRequest
+from server.runtime.frames import FrameParser, LineReader, decode
 
 # How long past the requested timeout the agent may take to interrupt, restart its
 # interpreter and report, before the sandbox counts as wedged.
 AGENT_GRACE_SECONDS = 20.0
+FRAME_SLACK = 4 << 20
 
 
 class AgentGone(Exception):
@@ -45,39 +40,53 @@ class Channel(Protocol):
     def close(self) -> None: ...
 
 
-class AgentClient:
-    """One conversation with one sandbox's agent; callers take turns (one request at a time)."""
+def max_frame(request: ExecRequest) -> int:
+    """The longest line a well-behaved agent sends for this request (an image, or a done
+    frame with its bounded file list and error), with room to spare."""
+    return request.max_image_bytes + 8 * request.max_error_bytes + FRAME_SLACK
 
-    def __init__(self, channel: Channel) -> None:
+
+class AgentClient:
+    """One conversation with one sandbox's agent. One call at a time reads; cancel() may be
+    sent from any thread meanwhile."""
+
+    def __init__(self, channel: Channel, name: str = "") -> None:
         self.channel = channel
-        self._buffer = b""
+        self._reader = LineReader(FRAME_SLACK)
+        self._parser = FrameParser(name)
+        self._send_lock = threading.Lock()
 
     def execute(self, request: ExecRequest) -> Iterator[ExecEvent]:
-        request_id = secrets.token_hex(8)
+        self._reader.max_line = max_frame(request)
         self._send(
             {
                 "op": "exec",
-                "id": request_id,
+                "id": request.id,
                 "code": request.code,
                 "language": request.language,
                 "timeout": request.timeout,
                 "max_output": request.max_output,
+                "max_image_bytes": request.max_image_bytes,
+                "max_error_bytes": request.max_error_bytes,
                 "disk_limit": request.disk_limit,
             }
         )
         deadline = time.monotonic() + request.timeout + AGENT_GRACE_SECONDS
         while True:
-            event = self._next(deadline)
-            if event.get("id") != request_id:
+            frame = self._next(deadline)
+            if frame.get("id") != request.id:
                 continue  # left over from a call whose caller went away
-            parsed = parse_event(event)
-            if parsed is not None:
-                yield parsed
-                if isinstance(parsed, ExecDone):
+            event = self._parser.event(frame)
+            if event is not None:
+                yield event
+                if isinstance(event, ExecDone):
                     return
 
+    def cancel(self, request_id: str) -> None:
+        self._send({"op": "cancel", "id": request_id})
+
     def ping(self, timeout: float = 5.0) -> None:
-        request_id = secrets.token_hex(8)
+        request_id = f"ping-{time.monotonic_ns()}"
         self._send({"op": "ping", "id": request_id})
         deadline = time.monotonic() + timeout
         while self._next(deadline).get("id") != request_id:
@@ -87,51 +96,22 @@ class AgentClient:
         self.channel.close()
 
     def _send(self, message: dict[str, Any]) -> None:
-        self.channel.send(json.dumps(message).encode() + b"\n")
+        data = json.dumps(message).encode() + b"\n"
+        with self._send_lock:
+            self.channel.send(data)
 
     def _next(self, deadline: float) -> dict[str, Any]:
-        while b"\n" not in self._buffer:
+        while True:
+            line = self._reader.next_line()
+            if line is not None:
+                frame = decode(line)
+                if frame is not None:
+                    return frame
+                self._parser.warn_once("a line that is not a JSON object")
+                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AgentWedged("the agent did not answer in time")
             chunk = self.channel.receive(min(remaining, 1.0))
             if chunk:
-                self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        try:
-            event: dict[str, Any] = json.loads(line)
-        except ValueError:
-            return {}
-        return event
-
-
-def parse_event(event: dict[str, Any]) -> ExecEvent | None:
-    kind = event.get("type")
-    if kind == "stream":
-        if event.get("name") == "stderr":
-            return OutputChunk(stream="stderr", text=str(event.get("text", "")))
-        return OutputChunk(stream="stdout", text=str(event.get("text", "")))
-    if kind == "image":
-        return ImageOutput(media_type=str(event["media_type"]), data=str(event["data"]))
-    if kind == "done":
-        err = event.get("error")
-        return ExecDone(
-            status=event.get("status", "error"),
-            error=ExecError(
-                str(err.get("name", "Error")),
-                str(err.get("value", "")),
-                str(err.get("traceback", "")),
-            )
-            if isinstance(err, dict)
-            else None,
-            state_preserved=bool(event.get("state_preserved", False)),
-            files=[
-                SandboxFile(path=str(f["path"]), bytes=int(f["bytes"]), mtime=float(f["mtime"]))
-                for f in event.get("files", [])
-            ],
-            removed=[str(p) for p in event.get("removed", [])],
-            truncated={str(k): int(v) for k, v in (event.get("truncated") or {}).items()},
-            exit_code=event.get("exit_code"),
-            duration_ms=int(event.get("duration_ms", 0)),
-        )
-    return None
+                self._reader.feed(chunk)

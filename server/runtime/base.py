@@ -49,11 +49,17 @@ class SandboxFile:
 
 @dataclass(frozen=True)
 class ExecRequest:
+    id: str
     code: str
     language: Literal["python", "bash"]
     timeout: float
     max_output: int
+    """Bytes per stream (stdout, stderr); the rest is counted, not sent."""
     disk_limit: int
+    max_image_bytes: int = 16 << 20
+    """Base64 bytes of images per call."""
+    max_error_bytes: int = 64 << 10
+    """Bytes of an error's value, and of its traceback."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,8 @@ class ExecDone:
     truncated: dict[str, int] = field(default_factory=dict)
     exit_code: int | None = None
     duration_ms: int = 0
+    files_incomplete: bool = False
+    """More files changed than one report lists: list the sandbox's files to know them all."""
 
 
 ExecEvent = OutputChunk | ImageOutput | ExecDone
@@ -113,14 +121,23 @@ class SandboxRuntime(Protocol):
         """Write size bytes from source to path (relative to /mnt/data), replacing any file."""
 
     def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
-        """The size of the file at path and an iterator over its bytes, streamed."""
+        """The size of the regular file at path and an iterator over its bytes, streamed.
+        SandboxFileNotFound unless path is a regular file reached through no symlink."""
 
     def delete_file(self, container_id: str, path: str) -> None:
         """Remove the file at path; a missing file is not an error."""
 
     def list_files(self, container_id: str) -> list[SandboxFile]:
-        """Every regular file under /mnt/data, sub-folders included."""
+        """Every regular file under /mnt/data, sub-folders included, symlinks not followed."""
+
+    def disk_usage(self, container_id: str) -> int:
+        """Bytes allocated under /mnt/data (blocks, not apparent sizes)."""
+        ...
 
     def execute(self, container_id: str, request: ExecRequest) -> Iterator[ExecEvent]:
         """Run code in the sandbox's agent; yield output as it comes, then one ExecDone."""
         ...
+
+    def cancel(self, container_id: str, request_id: str) -> None:
+        """Ask the agent to stop the running call request_id (its generator then ends with an
+        ExecDone soon); a call that is not running is not an error."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import docker
 import docker.errors
@@ -30,7 +31,7 @@ from server.runtime.base import (
     SandboxState,
 )
 from server.runtime.docker_attach import AttachChannel
-from server.runtime.tar_stream import tar_one_file, untar_first_file
+from server.runtime.tar_stream import tar_one_file
 
 log = logging.getLogger("localbox.runtime")
 
@@ -38,10 +39,13 @@ LABEL_CONTAINER = "localbox.container_id"
 LABEL_INSTANCE = "localbox.instance"
 LABEL_MANAGED = "localbox.managed"
 SANDBOX_UID = 1000
-SANDBOX_USER = f"{SANDBOX_UID}:{SANDBOX_UID}"
-GO_MODE_DIR = 1 << 31
-LIST_FORMAT = "%s\\t%T@\\t%P\\0"
+# The agent runs as root inside the sandbox, with only what it needs to start the user's
+# code as SANDBOX_UID, stop it, and see every file under /mnt/data; the user's code keeps
+# no capability at all (see sandbox-image/agent/localbox_agent/procs.py).
+AGENT_USER = "0:0"
+AGENT_CAPABILITIES = ["SETUID", "SETGID", "KILL", "DAC_OVERRIDE"]
 DATA_PATH = "/mnt/data"
+FILEOPS = ["python3", "-I", "-S", "/opt/localbox/localbox_agent/fileops.py"]
 
 
 def sandbox_name(container_id: str) -> str:
@@ -76,6 +80,7 @@ class DockerRuntime:
         cpus: float = 1.0,
         pids_limit: int = 256,
         tmp_size: str = "256m",
+        disk_limit: int = 0,
         client_factory: Callable[[], docker.DockerClient] | None = None,
     ) -> None:
         self.image = image
@@ -83,6 +88,7 @@ class DockerRuntime:
         self.cpus = cpus
         self.pids_limit = pids_limit
         self.tmp_size = tmp_size
+        self.disk_limit = disk_limit
         self._client_factory = client_factory or (lambda: docker.from_env(timeout=60))
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
@@ -120,10 +126,12 @@ class DockerRuntime:
                     name=name,
                     labels=labels,
                     detach=True,
-                    user=SANDBOX_USER,
+                    user=AGENT_USER,
                     working_dir=DATA_PATH,
                     network_mode="none",
                     cap_drop=["ALL"],
+                    cap_add=AGENT_CAPABILITIES,
+                    environment={"LOCALBOX_DISK_LIMIT": str(self.disk_limit)},
                     security_opt=["no-new-privileges"],
                     pids_limit=self.pids_limit,
                     mem_limit=spec.memory_bytes,
@@ -131,7 +139,13 @@ class DockerRuntime:
                     nano_cpus=int(self.cpus * 1e9),
                     read_only=True,
                     volumes={name: {"bind": DATA_PATH, "mode": "rw"}},
-                    tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmp_size}"},
+                    tmpfs={
+                        "/tmp": f"rw,nosuid,nodev,size={self.tmp_size}",
+                        # The kernel's connection file: the kernel rewrites it at start.
+                        "/run/localbox": (
+                            "rw,nosuid,nodev,noexec,size=1m,mode=700,uid=1000,gid=1000"
+                        ),
+                    },
                     init=True,
                     stdin_open=True,  # the agent reads requests from its stdin
                     log_config=docker.types.LogConfig(
@@ -171,14 +185,30 @@ class DockerRuntime:
         with _translated("find sandbox"):
             return self.client.containers.get(sandbox_name(container_id))
 
-    def _exec(self, container_id: str, argv: list[str], action: str) -> bytes:
-        sandbox = self._sandbox(container_id)
+    def _fileops(self, container_id: str, args: list[str], action: str) -> AttachChannel:
+        """Start the sandbox's file helper (as root, symlinks never followed) and return the
+        channel to its output."""
         with _translated(action):
-            code, output = sandbox.exec_run(argv, user=SANDBOX_USER, workdir=DATA_PATH)
-        assert isinstance(output, bytes)
-        if code != 0:
-            raise SandboxRuntimeError(f"{action}: exit {code}: {output[-500:]!r}")
-        return output
+            exec_id = self.client.api.exec_create(
+                sandbox_name(container_id), FILEOPS + args, user="0", workdir=DATA_PATH
+            )["Id"]
+            raw = self.client.api.exec_start(exec_id, socket=True)
+        sock = cast(socket.socket, getattr(raw, "_sock", raw))
+        return AttachChannel(sock, f"{container_id} fileops")
+
+    def _fileops_output(self, container_id: str, args: list[str], action: str) -> bytes:
+        channel = self._fileops(container_id, args, action)
+        parts = []
+        try:
+            while True:
+                chunk = channel.receive(60)
+                if chunk is None:
+                    raise SandboxRuntimeError(f"{action}: no answer from the sandbox")
+                parts.append(chunk)
+        except AgentGone:
+            return b"".join(parts)
+        finally:
+            channel.close()
 
     def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
         sandbox = self._sandbox(container_id)
@@ -188,35 +218,48 @@ class DockerRuntime:
                 raise SandboxRuntimeError("write file: the engine refused the archive")
 
     def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
-        sandbox = self._sandbox(container_id)
+        self._sandbox(container_id)
+        channel = self._fileops(container_id, ["read", path], "read file")
         try:
-            with _translated("read file"):
-                chunks, stat = sandbox.get_archive(f"{DATA_PATH}/{path}")
-        except SandboxNotFound as exc:
-            raise SandboxFileNotFound(path) from exc
-        if int((stat or {}).get("mode", 0)) & GO_MODE_DIR:
-            raise SandboxFileNotFound(path)
-        with _translated("read file"):
-            return untar_first_file(chunks)
+            head, rest = _first_line(channel, "read file")
+        except BaseException:
+            channel.close()
+            raise
+        status, _, value = head.partition(b" ")
+        if status != b"ok" or not value.isdigit():
+            channel.close()
+            raise SandboxFileNotFound(value.decode(errors="replace") or path)
+        return int(value), _rest_of(channel, rest)
 
     def delete_file(self, container_id: str, path: str) -> None:
-        self._exec(container_id, ["rm", "-f", "--", f"{DATA_PATH}/{path}"], "delete file")
+        self._fileops_output(container_id, ["delete", path], "delete file")
 
     def list_files(self, container_id: str) -> list[SandboxFile]:
-        argv = ["find", DATA_PATH, "-xdev", "-type", "f", "-printf", LIST_FORMAT]
-        output = self._exec(container_id, argv, "list files")
+        output = self._fileops_output(container_id, ["list"], "list files")
         files = []
         for entry in output.split(b"\0"):
             size, _, rest = entry.partition(b"\t")
             mtime, _, raw_path = rest.partition(b"\t")
-            try:
-                path = raw_path.decode("utf-8")
-            except UnicodeDecodeError:
-                log.warning("skipping a file whose name is not UTF-8: %r", raw_path)
+            if not size.isdigit() or not mtime.isdigit():
                 continue
-            if path:
-                files.append(SandboxFile(path=path, bytes=int(size), mtime=float(mtime)))
+            path = raw_path.decode("utf-8", "replace")
+            files.append(SandboxFile(path=path, bytes=int(size), mtime=int(mtime) / 1e9))
         return files
+
+    def disk_usage(self, container_id: str) -> int:
+        output = self._fileops_output(container_id, ["usage"], "measure disk usage").strip()
+        if not output.isdigit():
+            raise SandboxRuntimeError(f"measure disk usage: unexpected answer {output[:80]!r}")
+        return int(output)
+
+    def cancel(self, container_id: str, request_id: str) -> None:
+        with self._lock:
+            agent = self._agents.get(container_id)
+        if agent is not None:
+            try:
+                agent.cancel(request_id)
+            except AgentGone as exc:
+                log.info("could not cancel a call in %s: %s", container_id, exc)
 
     def execute(self, container_id: str, request: ExecRequest) -> Iterator[ExecEvent]:
         agent = self._agent(container_id)
@@ -263,7 +306,7 @@ class DockerRuntime:
                 params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1},
             )
         sock = getattr(raw, "_sock", raw)
-        agent = AgentClient(AttachChannel(sock, container_id))
+        agent = AgentClient(AttachChannel(sock, container_id), container_id)
         with self._lock:
             self._agents[container_id] = agent
         return agent
@@ -279,6 +322,38 @@ class DockerRuntime:
             self.destroy(container_id)
         except SandboxRuntimeError as exc:
             log.warning("could not clean up sandbox %s: %s", container_id, exc)
+
+
+def _first_line(channel: AttachChannel, action: str) -> tuple[bytes, bytes]:
+    """The helper's status line, and whatever came after it."""
+    buffer = b""
+    while b"\n" not in buffer:
+        try:
+            chunk = channel.receive(60)
+        except AgentGone:
+            break
+        if chunk is None:
+            raise SandboxRuntimeError(f"{action}: no answer from the sandbox")
+        buffer += chunk
+        if len(buffer) > 4096:
+            break
+    head, _, rest = buffer.partition(b"\n")
+    return head, rest
+
+
+def _rest_of(channel: AttachChannel, first: bytes) -> Iterator[bytes]:
+    try:
+        if first:
+            yield first
+        while True:
+            chunk = channel.receive(60)
+            if chunk is None:
+                raise SandboxRuntimeError("read file: the sandbox stopped sending")
+            yield chunk
+    except AgentGone:
+        return
+    finally:
+        channel.close()
 
 
 def _info(container: DockerContainer) -> SandboxInfo:

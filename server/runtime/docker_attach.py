@@ -11,12 +11,22 @@ from server.runtime.agent import AgentGone
 
 log = logging.getLogger("localbox.runtime")
 
+LOGGED_BYTES = 300
 HEADER = 8  # Docker's stream header: 1 byte stream id, 3 zero bytes, 4 bytes big-endian size
 STDOUT, STDERR = 1, 2
 
 
+def escaped(payload: bytes) -> str:
+    """At most LOGGED_BYTES of payload, with every control character escaped."""
+    text = repr(payload[:LOGGED_BYTES].decode("utf-8", "replace").rstrip("\n"))[1:-1]
+    return text + (
+        f"... [{len(payload) - LOGGED_BYTES} more bytes]" if len(payload) > LOGGED_BYTES else ""
+    )
+
+
 class AttachChannel:
-    """Reads Docker's multiplexed frames: stdout payloads are returned, stderr is logged."""
+    """Reads Docker's multiplexed frames: stdout payloads are returned, stderr is logged at
+    DEBUG."""
 
     def __init__(self, sock: socket.socket, name: str) -> None:
         self._sock = sock
@@ -36,7 +46,10 @@ class AttachChannel:
             if frame is not None:
                 stream, payload = frame
                 if stream == STDERR:
-                    log.info("%s agent: %s", self._name, payload.decode(errors="replace").rstrip())
+                    # What the agent says about itself; never logged above DEBUG, and cut
+                    # and escaped, because code in the sandbox may try to write there too.
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("%s agent: %s", self._name, escaped(payload))
                     continue
                 return payload
             try:

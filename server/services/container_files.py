@@ -17,6 +17,8 @@ from typing import BinaryIO
 from server.domain import Container, ContainerFile, File, Order, Page, PageQuery
 from server.errors import (
     ContainerExpired,
+    ContainerFileGone,
+    DiskLimitExceeded,
     FileNotFound,
     InvalidRequest,
     PayloadTooLarge,
@@ -47,7 +49,10 @@ class ContainerFileService:
         files: FileService,
         runtime: SandboxRuntime,
         clock: Clock,
+        *,
+        disk_limit: int = 0,
     ) -> None:
+        self.disk_limit = disk_limit
         self._containers = containers
         self._repo = repo
         self._files = files
@@ -100,8 +105,19 @@ class ContainerFileService:
             with source:
                 self._write(container_id, file.filename, source, file.bytes)
 
+    def _check_room(self, container_id: str, size: int) -> None:
+        """Refuse (413) a write that would take /mnt/data past the disk limit, before any
+        byte of it lands."""
+        if self.disk_limit <= 0:
+            return
+        with self._sandbox(container_id, "measure the sandbox's disk usage"):
+            usage = self._runtime.disk_usage(container_id)
+        if usage + size > self.disk_limit:
+            raise DiskLimitExceeded(usage, size, self.disk_limit)
+
     def _write(self, container_id: str, name: str, source: BinaryIO, size: int) -> ContainerFile:
         with self._lock(container_id):
+            self._check_room(container_id, size)
             try:
                 with self._sandbox(container_id, "write the file into the sandbox"):
                     self._runtime.put_file(container_id, name, source, size)
@@ -156,9 +172,9 @@ class ContainerFileService:
         try:
             with self._sandbox(container_id, "read the file from the sandbox"):
                 size, chunks = self._runtime.open_file(container_id, file.path)
-        except SandboxFileNotFound:
+        except SandboxFileNotFound as exc:
             self._repo.delete(file.id)
-            raise FileNotFound(file_id) from None
+            raise ContainerFileGone(file_id, f"/mnt/data/{file.path}", str(exc)) from None
         return file, size, chunks
 
     def forget(self, container_id: str) -> None:

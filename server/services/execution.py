@@ -1,12 +1,23 @@
-"""ExecutionService: run code in a container's sandbox, one call at a time per container."""
+"""ExecutionService: run code in a container's sandbox, one call at a time per container.
+
+A call's work runs on a thread of its own pool and hands its events to the event loop as
+they come; the HTTP side only reads them. So a client that goes away cancels the call
+(the agent interrupts the code, like a timeout) without wedging anything, the turn is given
+back as soon as the work ends, and waiting calls hold no thread (see exec_queue.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
+
+from starlette.concurrency import run_in_threadpool
 
 from server.domain import ContainerFile
 from server.errors import InvalidRequest
@@ -19,9 +30,10 @@ from server.runtime import (
     OutputChunk,
     SandboxRuntime,
 )
-from server.services.activity import Activity, FifoLock, PerContainer
+from server.services.activity import Activity
 from server.services.container_files import ContainerFileService
 from server.services.errors import runtime_errors, touch_running
+from server.services.exec_queue import ExecQueues
 from server.store import ContainerRepository
 
 log = logging.getLogger("localbox.execution")
@@ -62,6 +74,55 @@ def truncation_marker(dropped: int) -> str:
     return f"\n[localbox: output truncated, {dropped} more bytes not shown]\n"
 
 
+class ExecCall:
+    """One call under way: its events in order, and cancel() for a listener that leaves."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, request: ExecRequest) -> None:
+        self.request = request
+        self._loop = loop
+        self._events: asyncio.Queue[StreamEvent | BaseException] = asyncio.Queue()
+        self.finished = False
+        self.cancel_requested = False
+        self._cancel = lambda: None
+
+    def put(self, item: StreamEvent | BaseException) -> None:
+        """Hand an event over from the worker thread."""
+        self._loop.call_soon_threadsafe(self._events.put_nowait, item)
+
+    async def events(self, idle: float | None = None) -> AsyncIterator[StreamEvent | None]:
+        """The call's events up to ExecFinished; None after each `idle` seconds without one.
+        Leaving early (break, error, cancellation) cancels the call."""
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(self._events.get(), idle)
+                except TimeoutError:
+                    yield None
+                    continue
+                if isinstance(item, BaseException):
+                    self.finished = True
+                    raise item
+                if isinstance(item, ExecFinished):
+                    self.finished = True
+                yield item
+                if self.finished:
+                    return
+        finally:
+            if not self.finished:
+                self.cancel()
+
+    async def result(self) -> ExecResult:
+        async for event in self.events():
+            if isinstance(event, ExecFinished):
+                return event.result
+        raise AssertionError("an execution ends with ExecFinished")
+
+    def cancel(self) -> None:
+        if not self.finished and not self.cancel_requested:
+            self.cancel_requested = True
+            self._loop.run_in_executor(None, self._cancel)
+
+
 class ExecutionService:
     def __init__(
         self,
@@ -75,6 +136,9 @@ class ExecutionService:
         max_timeout: float,
         max_output: int,
         disk_limit: int,
+        max_image_bytes: int = 16 << 20,
+        max_error_bytes: int = 64 << 10,
+        queue_depth: int = 8,
     ) -> None:
         self._containers = containers
         self._files = files
@@ -85,62 +149,99 @@ class ExecutionService:
         self.max_timeout = max_timeout
         self.max_output = max_output
         self.disk_limit = disk_limit
-        self._lock = PerContainer(FifoLock)
+        self.max_image_bytes = max_image_bytes
+        self.max_error_bytes = max_error_bytes
+        self.queues = ExecQueues(queue_depth)
+        # Calls run here, not on the server's shared thread pool, so that long calls in many
+        # containers never starve requests that need a thread for a moment.
+        self._executor = ThreadPoolExecutor(max_workers=256, thread_name_prefix="exec")
 
-    def start(
-        self, container_id: str, code: str, language: Language, timeout: float | None
-    ) -> Iterator[StreamEvent]:
-        """Check the call, then return its events: output as produced, then ExecFinished."""
-        if timeout is not None and timeout <= 0:
-            raise InvalidRequest("timeout must be a positive number of seconds.", "timeout")
-        self._touch(container_id)
-        request = ExecRequest(
-            code=code,
-            language=language,
-            timeout=min(timeout or self.default_timeout, self.max_timeout),
-            max_output=self.max_output,
-            disk_limit=self.disk_limit,
-        )
-        return self._run(container_id, request)
+    async def start(
+        self, container_id: str, code: str, language: Language, code_timeout: float | None
+    ) -> ExecCall:
+        """Check the call, wait for the container's turn, and start it."""
+        if code_timeout is not None and not (math.isfinite(code_timeout) and code_timeout > 0):
+            raise InvalidRequest("timeout must be a positive, finite number of seconds.", "timeout")
+        self.queues.check_room(container_id)
+        await run_in_threadpool(self._touch, container_id)
+        seconds = min(code_timeout or self.default_timeout, self.max_timeout)
+        release, waited = await self.queues.acquire(container_id, seconds)
+        try:
+            if waited:  # it may have expired or been deleted while this call waited
+                await run_in_threadpool(self._touch, container_id)
+            request = ExecRequest(
+                id=new_exec_id(),
+                code=code,
+                language=language,
+                timeout=seconds,
+                max_output=self.max_output,
+                disk_limit=self.disk_limit,
+                max_image_bytes=self.max_image_bytes,
+                max_error_bytes=self.max_error_bytes,
+            )
+            loop = asyncio.get_running_loop()
+            call = ExecCall(loop, request)
+            call._cancel = lambda: self._runtime.cancel(container_id, request.id)
+            work = loop.run_in_executor(self._executor, self._work, container_id, call)
+        except BaseException:
+            release()
+            raise
+        work.add_done_callback(lambda _: release())
+        return call
 
-    def run(
-        self, container_id: str, code: str, language: Language, timeout: float | None
+    async def run(
+        self, container_id: str, code: str, language: Language, code_timeout: float | None
     ) -> ExecResult:
         """Run to completion and return the result."""
-        for event in self.start(container_id, code, language, timeout):
-            if isinstance(event, ExecFinished):
-                return event.result
-        raise AssertionError("an execution ends with ExecFinished")
+        call = await self.start(container_id, code, language, code_timeout)
+        return await call.result()
 
-    def _run(self, container_id: str, request: ExecRequest) -> Iterator[StreamEvent]:
-        with self._lock(container_id).held() as waited, self._activity.busy(container_id):
-            if waited:
-                self._touch(container_id)  # it may have expired while waiting its turn
-            started = time.monotonic()
-            result = ExecResult(
-                id=new_exec_id(), container_id=container_id, language=request.language
-            )
-            done: ExecDone | None = None
-            with runtime_errors("run code in the sandbox"):
-                for event in self._runtime.execute(container_id, request):
-                    if isinstance(event, OutputChunk):
-                        self._collect(result, event)
-                        yield event
-                    elif isinstance(event, ImageOutput):
-                        result.images.append(event)
-                        yield event
-                    elif isinstance(event, ExecDone):
-                        done = event
-            assert done is not None
-            self._finish(result, done)
-            result.files = self._files.record_changes(container_id, done.files, done.removed)
-            result.duration_ms = int((time.monotonic() - started) * 1000)
-            if result.duration_ms >= 1000:  # last_active_at has whole seconds: a short call
-                self._containers.touch(container_id, int(self._clock()))  # was counted at start
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _work(self, container_id: str, call: ExecCall) -> None:
+        """The call itself, on a worker thread: every event goes to call, the last one being
+        ExecFinished (or the exception that ended it)."""
+        request = call.request
+        try:
+            with self._activity.busy(container_id):
+                result = self._execute(container_id, call)
+        except BaseException as exc:
+            call.put(exc)
+            return
         log.info(
-            "exec %s in %s: %s in %d ms", result.id, container_id, result.status, result.duration_ms
+            "exec %s in %s: %s in %d ms",
+            request.id,
+            container_id,
+            result.status,
+            result.duration_ms,
         )
-        yield ExecFinished(result)
+        call.put(ExecFinished(result))
+
+    def _execute(self, container_id: str, call: ExecCall) -> ExecResult:
+        request = call.request
+        started = time.monotonic()
+        result = ExecResult(id=request.id, container_id=container_id, language=request.language)
+        done: ExecDone | None = None
+        with runtime_errors("run code in the sandbox"):
+            for event in self._runtime.execute(container_id, request):
+                if isinstance(event, OutputChunk):
+                    self._collect(result, event)
+                    call.put(event)
+                elif isinstance(event, ImageOutput):
+                    result.images.append(event)
+                    call.put(event)
+                elif isinstance(event, ExecDone):
+                    done = event
+        assert done is not None
+        self._finish(result, done)
+        result.files = self._files.record_changes(container_id, done.files, done.removed)
+        if done.files_incomplete:
+            self._files.sync(container_id)
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        if result.duration_ms >= 1000:  # last_active_at has whole seconds: a short call
+            self._containers.touch(container_id, int(self._clock()))  # was counted at start
+        return result
 
     @staticmethod
     def _collect(result: ExecResult, chunk: OutputChunk) -> None:

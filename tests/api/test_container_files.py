@@ -32,7 +32,9 @@ def sha(data: bytes) -> str:
 
 def sandbox_exec(docker_client: docker.DockerClient, container_id: str, cmd: str) -> bytes:
     sandbox = docker_client.containers.get(f"localbox-{container_id}")
-    code, out = sandbox.exec_run(["sh", "-c", cmd], user="1000:1000")
+    # As root: the agent kills every uid-1000 process that runs between calls, so a
+    # `docker exec` as the sandbox user would not live long. Root stands in for code here.
+    code, out = sandbox.exec_run(["sh", "-c", cmd], user="0")
     assert code == 0, out
     assert isinstance(out, bytes)
     return out

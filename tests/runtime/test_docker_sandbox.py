@@ -7,6 +7,7 @@ import docker.errors
 import openai
 import pytest
 
+from tests.api.test_exec import run as run_code
 from tests.conftest import LocalboxServer
 
 
@@ -37,7 +38,9 @@ def test_sandbox_is_hardened_and_labelled(
     assert host["ReadonlyRootfs"] is True
     assert host["Init"] is True
     assert "/tmp" in host["Tmpfs"]
-    assert sandbox.attrs["Config"]["User"] == "1000:1000"
+    # The agent runs as root with four capabilities; user code drops to uid 1000 with none.
+    assert sandbox.attrs["Config"]["User"] == "0:0"
+    assert sorted(host["CapAdd"]) == ["DAC_OVERRIDE", "KILL", "SETGID", "SETUID"]
 
     mounts = {m["Destination"]: m for m in sandbox.attrs["Mounts"]}
     assert mounts["/mnt/data"]["Type"] == "volume"
@@ -54,18 +57,19 @@ def test_sandbox_is_hardened_and_labelled(
 
 
 def test_sandbox_behaves_hardened_from_inside(
-    client: openai.OpenAI, docker_client: docker.DockerClient
+    server: LocalboxServer, client: openai.OpenAI, docker_client: docker.DockerClient
 ) -> None:
     c = client.containers.create(name="inside")
     sandbox = _sandbox(docker_client, c.id)
 
-    def run(cmd: str) -> tuple[int, str]:
-        code, out = sandbox.exec_run(["sh", "-c", cmd])
-        return code, out.decode()
+    def run(cmd: str) -> tuple[int | None, str]:
+        """As user code runs it: through the exec API."""
+        result = run_code(server, c.id, cmd, language="bash")
+        return result["exit_code"], result["stdout"]
 
     assert run("id -u") == (0, "1000\n")
     assert run("pwd")[1] == "/mnt/data\n"
-    assert run("touch /etc/x")[0] != 0  # read-only root
+    assert run("touch /etc/x 2>/dev/null")[0] != 0  # read-only root
     assert run("echo hi > /mnt/data/a && cat /mnt/data/a") == (0, "hi\n")
     assert run("echo t > /tmp/t && cat /tmp/t") == (0, "t\n")
     assert run("ls /sys/class/net")[1].split() == ["lo"]
@@ -74,6 +78,7 @@ def test_sandbox_behaves_hardened_from_inside(
     assert "docker-init" in run("cat /proc/1/cmdline")[1]
     # /mnt/data survives a sandbox restart: it is a volume, not the container's layer.
     sandbox.restart(timeout=1)
+    run("true")  # the first call after a restart behind the server's back reports it
     assert run("cat /mnt/data/a") == (0, "hi\n")
     client.containers.delete(c.id)
 

@@ -60,5 +60,11 @@ class MemoryRuntime:
     def delete_file(self, container_id: str, path: str) -> None:
         self._files(container_id).pop(path, None)
 
+    def disk_usage(self, container_id: str) -> int:
+        return sum(len(d) for d in self._files(container_id).values())
+
+    def cancel(self, container_id: str, request_id: str) -> None:
+        pass
+
     def list_files(self, container_id: str) -> list[SandboxFile]:
         return [SandboxFile(p, len(d), 1.0) for p, d in self._files(container_id).items()]

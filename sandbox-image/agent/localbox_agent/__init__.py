@@ -1,0 +1,1 @@
+"""The in-sandbox agent of localbox (see __main__.py)."""

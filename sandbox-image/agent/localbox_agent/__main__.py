@@ -1,0 +1,185 @@
+"""localbox agent: the sandbox's main process, executing code for the server.
+
+It runs as root with few capabilities; the user's code runs as uid 1000 and can neither
+read, signal nor trace it, nor reach the channel (its stdin and stdout, the Docker attach
+stream; see protocol.py). Threads: this one reads requests, a worker runs calls one at a
+time, and the watchdog guards the limits all the time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from localbox_agent import procs
+from localbox_agent.calls import PIDS_ERROR, Watch, disk_error
+from localbox_agent.kernel import PythonKernel, private_environment
+from localbox_agent.protocol import MAX_FILES_IN_DONE, Emitter, Limits, Output
+from localbox_agent.shell import run_bash
+from localbox_agent.watchdog import Watchdog, log
+
+MAX_REQUEST = 64 << 20
+
+
+class Agent:
+    def __init__(self, emitter: Emitter) -> None:
+        self.emitter = emitter
+        self.kernel = PythonKernel()
+        disk_limit = int(os.environ.get("LOCALBOX_DISK_LIMIT", "0") or 0)
+        self.watchdog = Watchdog(disk_limit, lambda: self.kernel.pid)
+        self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._current: tuple[str, Watch] | None = None
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ the reader (main thread)
+
+    def read_requests(self) -> None:
+        stdin = sys.stdin.buffer
+        while True:
+            raw = stdin.readline(MAX_REQUEST)
+            if not raw:
+                return
+            if not raw.endswith(b"\n"):  # too long: drop the rest of the line
+                while (more := stdin.readline(MAX_REQUEST)) and not more.endswith(b"\n"):
+                    pass
+                log("ignoring a request longer than the limit")
+                continue
+            try:
+                req = json.loads(raw)
+            except ValueError:
+                log(f"ignoring a line that is not JSON: {raw[:80]!r}")
+                continue
+            if not isinstance(req, dict):
+                continue
+            op = req.get("op")
+            if op == "ping":
+                self.emitter.emit({"id": req.get("id"), "type": "pong"})
+            elif op == "cancel":
+                self.cancel(str(req.get("id")))
+            else:
+                self.requests.put(req)
+
+    def cancel(self, request_id: str) -> None:
+        with self._lock:
+            if self._current is not None and self._current[0] == request_id:
+                self._current[1].cancel_event.set()
+            else:
+                self._cancelled.add(request_id)
+
+    # ------------------------------------------------------------ the worker
+
+    def work(self) -> None:
+        self._boot_kernel()
+        while True:
+            req = self.requests.get()
+            try:
+                if req.get("op") == "exec":
+                    self.execute(req)
+                else:
+                    self._done(req, "error", f"unknown op {req.get('op')!r}")
+            except Exception as exc:  # never die on one bad request
+                log(f"request failed: {exc!r}")
+                self._done(req, "error", str(exc)[:1000], name=type(exc).__name__)
+
+    def _boot_kernel(self) -> None:
+        """Start the interpreter now, so the first call does not wait for it."""
+        self.watchdog.begin_call(-1)
+        try:
+            self.kernel.ensure()
+        except Exception as exc:
+            log(f"the interpreter did not start: {exc!r}")
+        finally:
+            self.watchdog.end_call()
+
+    def _done(self, req: dict[str, Any], status: str, value: str, name: str = "BadRequest") -> None:
+        self.emitter.emit(
+            {
+                "id": req.get("id"),
+                "type": "done",
+                "status": status,
+                "error": {"name": name, "value": value, "traceback": ""},
+                "state_preserved": self.kernel.alive(),
+            }
+        )
+
+    def execute(self, req: dict[str, Any]) -> None:
+        started = time.monotonic()
+        request_id = str(req.get("id"))
+        out = Output(self.emitter, request_id, Limits.of(req))
+        timeout = req.get("timeout")
+        timeout = float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else 30.0
+        disk_limit = req.get("disk_limit")
+        before = self.watchdog.begin_call(disk_limit if isinstance(disk_limit, int) else -1)
+        watch = Watch(timeout, self.watchdog)
+        with self._lock:
+            self._current = (request_id, watch)
+            if request_id in self._cancelled:
+                self._cancelled.discard(request_id)
+                watch.cancel_event.set()
+        notice = self.watchdog.take_notice()
+        try:
+            if notice:
+                out.stream("stderr", notice)
+            code = str(req.get("code", ""))
+            if req.get("language") == "bash":
+                pid = self.kernel.pid
+                result = run_bash(code, out, watch, {pid} if pid else set())
+            else:
+                result = self.kernel.run(code, out, watch)
+            if procs.pids_exhausted():  # something left behind keeps forking: clear out
+                self.kernel.restart()
+                result.update(status="error", error=PIDS_ERROR, state_preserved=False)
+        finally:
+            with self._lock:
+                self._current = None
+            after = self.watchdog.end_call()
+        if notice:
+            result["state_preserved"] = False
+        if result.get("status") == "completed" and self.watchdog.over_disk(watch.baseline):
+            result.update(status="error", error=disk_error(self.watchdog.disk_limit))
+        changed = [
+            {"path": p, "bytes": s, "mtime": m / 1e9}
+            for p, (s, m) in after.items()
+            if before.get(p) != (s, m)
+        ]
+        result.update(
+            id=request_id,
+            type="done",
+            files=changed[:MAX_FILES_IN_DONE],
+            files_incomplete=len(changed) > MAX_FILES_IN_DONE,
+            removed=[p for p in before if p not in after][:MAX_FILES_IN_DONE],
+            truncated=out.dropped,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        if len(before) - len(after.keys() & before.keys()) > MAX_FILES_IN_DONE:
+            result["files_incomplete"] = True
+        self.emitter.emit(result)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    # Nothing the user's code starts may inherit the channel: the kernel and bash get
+    # /dev/null or pipes of their own, and every other fd is closed on exec.
+    emitter = Emitter(os.dup(1))
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # a stray print() here can never corrupt the channel
+    os.close(devnull)
+    private_environment()
+    agent = Agent(emitter)
+    agent.watchdog.start()
+    threading.Thread(target=agent.work, name="worker", daemon=True).start()
+    emitter.emit({"id": None, "type": "ready"})
+    agent.read_requests()
+    agent.kernel.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,489 @@
+"""Code in a sandbox cannot hang, forge, outlive or outgrow what it was given.
+
+Each test attacks through the public API, with real Docker, and a bystander container must
+keep executing correctly meanwhile.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import socket
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import openai
+import pytest
+
+from tests.api.test_exec import run
+from tests.conftest import LocalboxServer, _serve
+
+DISK = 20 << 20
+QUEUE_DEPTH = 8
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalboxServer]:
+    yield from _serve(
+        tmp_path_factory.mktemp("localbox-integrity"),
+        {
+            "LOCALBOX_SANDBOX_DISK_BYTES": str(DISK),
+            "LOCALBOX_EXEC_QUEUE_DEPTH": str(QUEUE_DEPTH),
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def bystander(guarded: LocalboxServer) -> str:
+    cid = guarded.client().containers.create(name="bystander").id
+    assert run(guarded, cid, "neighbour = 7")["status"] == "completed"
+    return cid
+
+
+@pytest.fixture
+def victim(guarded: LocalboxServer) -> Iterator[str]:
+    client = guarded.client()
+    cid = client.containers.create(name="victim").id
+    yield cid
+    client.containers.delete(cid)
+
+
+def bystander_fine(server: LocalboxServer, bystander: str) -> None:
+    assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+    assert run(server, bystander, "print(neighbour)")["stdout"] == "7\n"
+
+
+def server_cpu_seconds(server: LocalboxServer) -> float:
+    assert server.process is not None
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / 100
+
+
+def exec_url(server: LocalboxServer, cid: str) -> str:
+    return f"{server.base_url}/containers/{cid}/exec"
+
+
+# ------------------------------------------------------------------ 1. cancelled streams
+
+
+def test_a_stream_whose_client_leaves_is_interrupted_and_frees_the_container(
+    guarded: LocalboxServer, bystander: str, victim: str
+) -> None:
+    run(guarded, victim, "kept = 'yes'")
+    code = "import time\nfor i in range(60):\n    print(i, flush=True)\n    time.sleep(1)"
+    with httpx.stream(
+        "POST", exec_url(guarded, victim), json={"code": code, "stream": True}, timeout=30
+    ) as r:
+        assert r.status_code == 200
+        first = next(r.iter_lines())
+        assert first.startswith("event: stdout")
+    left = time.monotonic()
+    after = run(guarded, victim, "print(kept)")
+    waited = time.monotonic() - left
+    assert after["status"] == "completed"
+    assert after["stdout"] == "yes\n"  # the interpreter obeyed the interrupt: state kept
+    print(f"next call answered {waited * 1000:.0f} ms after the streaming client left")
+    assert waited < 2.0, f"the next call started {waited:.1f} s after the client left"
+    bystander_fine(guarded, bystander)
+
+
+# ------------------------------------------------------------------ 2. bounded waiting
+
+
+def test_calls_pile_up_to_the_queue_depth_then_get_429(
+    guarded: LocalboxServer, bystander: str, victim: str
+) -> None:
+    def call(_: int) -> httpx.Response:
+        return httpx.post(
+            exec_url(guarded, victim), json={"code": "import time; time.sleep(0.4)"}, timeout=60
+        )
+
+    latencies: list[float] = []
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        futures = [pool.submit(call, i) for i in range(50)]
+        while not all(f.done() for f in futures):
+            for url, body in (
+                (f"{guarded.url}/health", None),
+                (exec_url(guarded, bystander), {"code": "print(neighbour)"}),
+            ):
+                began = time.monotonic()
+                r = httpx.request("GET" if body is None else "POST", url, json=body, timeout=10)
+                latencies.append(time.monotonic() - began)
+                assert r.status_code == 200
+            time.sleep(0.02)
+        answers = [f.result() for f in futures]
+    ok = [a for a in answers if a.status_code == 200]
+    busy = [a for a in answers if a.status_code == 429]
+    assert len(ok) + len(busy) == 50
+    assert QUEUE_DEPTH + 1 <= len(ok) < 50
+    error = busy[0].json()["error"]
+    assert error["code"] == "container_busy"
+    assert error["type"] == "rate_limit_error"
+    assert "LOCALBOX_EXEC_QUEUE_DEPTH" in error["message"]
+    p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) > 2 else max(latencies)
+    print(f"health and bystander exec while 50 calls piled up: p99 {p99 * 1000:.0f} ms")
+    assert p99 < 0.5, f"p99 {p99 * 1000:.0f} ms"  # the precise figure: make bench
+    bystander_fine(guarded, bystander)
+
+
+def test_a_waiter_gives_up_when_its_own_timeout_passes(
+    guarded: LocalboxServer, victim: str
+) -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        long = pool.submit(run, guarded, victim, "import time; time.sleep(4)")
+        time.sleep(0.5)
+        began = time.monotonic()
+        r = httpx.post(exec_url(guarded, victim), json={"code": "1", "timeout": 1}, timeout=30)
+        assert time.monotonic() - began < 3.5
+        assert r.status_code == 429
+        assert r.json()["error"]["code"] == "container_busy"
+        assert "waited its whole timeout (1 s)" in r.json()["error"]["message"]
+        assert long.result()["status"] == "completed"
+
+
+# ------------------------------------------------------------------ 3. bounded frames
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "raise ValueError('x' * (40 << 20))",
+        "import base64, os\nfrom IPython.display import display\n"
+        "display({'image/png': base64.b64encode(os.urandom(30 << 20)).decode()}, raw=True)",
+    ],
+    ids=["40MiB-error", "40MiB-image"],
+)
+def test_huge_frames_are_cut_in_the_sandbox_and_cost_the_server_little(
+    guarded: LocalboxServer, bystander: str, victim: str, code: str
+) -> None:
+    before = server_cpu_seconds(guarded)
+    result = run(guarded, victim, code, timeout=120)
+    spent = server_cpu_seconds(guarded) - before
+    print(f"server CPU for the call: {spent:.2f} s")
+    assert spent < 1.0, f"the server spent {spent:.2f} s of CPU"
+    body = json.dumps(result)
+    assert len(body) < 1 << 20
+    if result["error"]:
+        assert result["error"]["name"] == "ValueError"
+        assert "[localbox: truncated," in result["error"]["value"]
+        assert len(result["error"]["value"]) < (64 << 10) + 200
+    else:
+        assert result["outputs"][0]["type"] == "logs"
+        assert "image of" in result["stderr"]
+        assert "was not returned" in result["stderr"]
+    bystander_fine(guarded, bystander)
+
+
+# ------------------------------------------------------------------ 4. no impersonation
+
+PROBE = """
+import ctypes, os, signal
+agent = next(int(p) for p in os.listdir('/proc') if p.isdigit()
+             and b'localbox_agent' in open(f'/proc/{p}/cmdline', 'rb').read()
+             and int(p) != 1)
+status = dict(line.split(':', 1) for line in open('/proc/self/status'))
+print('uid', os.getuid(), os.geteuid())
+print('caps', status['CapEff'].strip(), status['CapPrm'].strip(),
+      'nnp', status['NoNewPrivs'].strip())
+for target in (1, agent):
+    for what, attempt in (
+        ('mem', lambda: open(f'/proc/{target}/mem', 'rb').read(1)),
+        ('environ', lambda: open(f'/proc/{target}/environ', 'rb').read(1)),
+        ('stdout', lambda: open(f'/proc/{target}/fd/1', 'wb').write(b'{}')),
+        ('stdin', lambda: open(f'/proc/{target}/fd/0', 'rb').read(1)),
+        ('signal', lambda: os.kill(target, signal.SIGTERM)),
+    ):
+        try:
+            attempt()
+            print(target == 1 and 'init' or 'agent', what, 'ALLOWED')
+        except PermissionError:
+            print(target == 1 and 'init' or 'agent', what, 'denied')
+    libc = ctypes.CDLL(None, use_errno=True)
+    print(target == 1 and 'init' or 'agent', 'ptrace',
+          'denied' if libc.ptrace(16, target, None, None) == -1 else 'ALLOWED')
+"""
+
+
+def test_user_code_cannot_touch_the_agent_init_or_the_channel(
+    guarded: LocalboxServer, bystander: str, victim: str, docker_client: docker.DockerClient
+) -> None:
+    result = run(guarded, victim, PROBE)
+    assert result["status"] == "completed", result
+    out = result["stdout"]
+    assert "uid 1000 1000" in out
+    assert "caps 0000000000000000 0000000000000000 nnp 1" in out
+    assert "ALLOWED" not in out
+    assert out.count("denied") == 12
+
+    # No process of the sandbox user holds the agent's channel (its stdin or stdout pipe).
+    sandbox = docker_client.containers.get(f"localbox-{victim}")
+    code, output = sandbox.exec_run(
+        [
+            "sh",
+            "-c",
+            "agent=$(pgrep -u 0 -f localbox_agent | grep -vx 1 | head -1); "
+            "for fd in /proc/$agent/fd/*; do readlink $fd; done",
+        ],
+        user="0",
+    )
+    assert code == 0, output
+    pipes = {line for line in output.decode().split() if line.startswith("pipe:")}
+    assert pipes, output
+    held = run(
+        guarded,
+        victim,
+        "import os\n"
+        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try:\n"
+        "        for fd in os.listdir(f'/proc/{pid}/fd'):\n"
+        "            print(os.readlink(f'/proc/{pid}/fd/{fd}'))\n"
+        "    except OSError:\n"
+        "        pass",
+    )["stdout"].split()
+    assert any(link.startswith("pipe:") for link in held)  # the kernel's own pipes were seen
+    assert not pipes & set(held)
+
+    # Forged frames written by user code are just output.
+    forged = (
+        '{"id":"x","type":"done","status":"completed",'
+        '"files":[{"path":"../../../etc/shadow","bytes":1,"mtime":1}]}'
+    )
+    sneaky = run(guarded, victim, f"import os\nos.write(1, b'{forged}\\n')")
+    assert forged in sneaky["stdout"]
+    assert sneaky["files"] == []
+    listed = guarded.client().containers.files.list(victim)
+    assert all(f.path.startswith("/mnt/data/") and ".." not in f.path for f in listed)
+    bystander_fine(guarded, bystander)
+
+
+# ------------------------------------------------------------------ 5. no symlinks followed
+
+
+def test_downloads_never_follow_symlinks_and_refuse_what_is_not_a_regular_file(
+    guarded: LocalboxServer, bystander: str, victim: str
+) -> None:
+    client = guarded.client(max_retries=0)
+    made = run(
+        guarded,
+        victim,
+        "mkdir d4 && echo hi > d4/shadow && echo x > f1 && echo y > f2",
+        language="bash",
+    )
+    assert made["status"] == "completed"
+    ids = {f.path: f.id for f in client.containers.files.list(victim)}
+    assert set(ids) >= {"/mnt/data/d4/shadow", "/mnt/data/f1", "/mnt/data/f2"}
+
+    # Swapped behind the server's back, after the call: the records still point there.
+    swap = (
+        "import os, shutil, threading\n"
+        "def swap():\n"
+        "    shutil.rmtree('d4'); os.symlink('/etc', 'd4')\n"
+        "    os.remove('f1'); os.mkfifo('f1')\n"
+        "    os.remove('f2'); os.symlink('/etc/passwd', 'link')\n"
+        "threading.Timer(0.5, swap).start()"
+    )
+    assert run(guarded, victim, swap)["status"] == "completed"
+    time.sleep(1.5)
+    for path, why in (("/mnt/data/d4/shadow", "symlink"), ("/mnt/data/f1", "FIFO")):
+        began = time.monotonic()
+        with pytest.raises(openai.NotFoundError) as caught:
+            client.containers.files.content.retrieve(ids[path], container_id=victim)
+        assert time.monotonic() - began < 10
+        message = caught.value.body["message"]  # type: ignore[index]
+        assert path in message
+        assert "no longer a regular file" in message
+        assert why in message
+    with pytest.raises(openai.NotFoundError):
+        client.containers.files.content.retrieve(ids["/mnt/data/f2"], container_id=victim)
+
+    listed = {f.path for f in client.containers.files.list(victim)}
+    assert "/mnt/data/link" not in listed  # a symlink is not a file
+    assert "/mnt/data/f1" not in listed  # nor is a FIFO
+    assert not any(p.startswith("/mnt/data/d4/") for p in listed)
+    bystander_fine(guarded, bystander)
+
+
+# ------------------------------------------------------------------ 6. nothing outlives its call
+
+STRAYS = (
+    "ps -u 1000 -o stat=,args= | grep -v -e '^Z' -e ipykernel -e 'ps -u' -e grep -e 'bash -c ps'"
+    " || true"
+)
+
+
+def test_processes_a_call_started_die_with_it(
+    guarded: LocalboxServer, bystander: str, victim: str
+) -> None:
+    bash = run(
+        guarded,
+        victim,
+        "setsid bash -c 'while :; do :; done' &\n"
+        "nohup bash -c \"trap '' INT TERM HUP; while :; do sleep 1; done\" >/dev/null 2>&1 &\n"
+        "(sleep 1000 &) ; disown -a; echo started",
+        language="bash",
+    )
+    assert bash["stdout"] == "started\n"
+    python = run(
+        guarded,
+        victim,
+        "import subprocess, threading\n"
+        "subprocess.Popen(['sleep', '1001'], start_new_session=True)\n"
+        "threading.Timer(1.0, lambda: subprocess.Popen(['sleep', '1002'])).start()",
+    )
+    assert python["status"] == "completed"
+    time.sleep(2.5)  # the timer fires after the call: the watchdog kills what it starts
+    left = run(guarded, victim, STRAYS, language="bash")
+    assert left["stdout"] == "", left["stdout"]
+    assert run(guarded, victim, "print('kernel alive')")["state_preserved"] is True
+    bystander_fine(guarded, bystander)
+
+
+# ------------------------------------------------------------------ 7. the disk limit always holds
+
+
+def usage_in(docker_client: docker.DockerClient, cid: str) -> int:
+    sandbox = docker_client.containers.get(f"localbox-{cid}")
+    code, out = sandbox.exec_run(["du", "-s", "-B1", "/mnt/data"], user="0")
+    assert code == 0
+    return int(out.split()[0])
+
+
+def test_the_disk_limit_holds_between_calls(
+    guarded: LocalboxServer, bystander: str, victim: str, docker_client: docker.DockerClient
+) -> None:
+    started = run(
+        guarded,
+        victim,
+        "import threading, time\nstate = 1\n"
+        "def fill():\n"
+        "    for i in range(200):\n"
+        "        open(f'bg{i}.bin', 'wb').write(b'z' * (1 << 20))\n"
+        "        time.sleep(0.02)\n"
+        "threading.Thread(target=fill).start()",
+    )
+    assert started["status"] == "completed"
+    time.sleep(6)  # 200 MiB at 50 MiB/s, if nothing stopped it
+    used = usage_in(docker_client, victim)
+    assert used < DISK + (24 << 20), f"{used} bytes in /mnt/data"
+    after = run(guarded, victim, "print(globals().get('state'))")
+    assert after["state_preserved"] is False
+    assert "disk limit" in after["stderr"]
+    assert after["stdout"] == "None\n"  # the writer's interpreter was stopped
+    assert run(guarded, victim, "rm -f bg*.bin", language="bash")["status"] == "completed"
+    bystander_fine(guarded, bystander)
+
+
+def test_sparse_files_count_what_they_really_use(guarded: LocalboxServer, victim: str) -> None:
+    sparse = run(guarded, victim, "truncate -s 8T sparse.bin && echo ok", language="bash")
+    assert sparse["status"] == "completed", sparse
+    hidden = run(
+        guarded,
+        victim,
+        "dd if=/dev/zero of=sparse.bin bs=1M count=40 seek=1000 conv=notrunc status=none",
+        language="bash",
+    )
+    assert hidden["status"] == "error"
+    assert hidden["error"]["name"] == "DiskQuotaExceeded"
+
+
+def test_uploads_that_would_cross_the_disk_limit_are_refused(
+    guarded: LocalboxServer, victim: str, tmp_path: Path
+) -> None:
+    client = guarded.client(max_retries=0)
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"s" * (12 << 20))
+    client.containers.files.create(victim, file=small)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"b" * (12 << 20))
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.containers.files.create(victim, file=big)
+    assert caught.value.status_code == 413
+    assert "disk limit" in caught.value.message
+    listed = {f.path for f in client.containers.files.list(victim)}
+    assert "/mnt/data/big.bin" not in listed
+    assert "/mnt/data/small.bin" in listed
+
+
+# ------------------------------------------------------------------ 8. bad values
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "0", "-1"])
+def test_timeouts_that_are_not_positive_finite_numbers_are_400(
+    guarded: LocalboxServer, victim: str, value: str
+) -> None:
+    r = httpx.post(
+        exec_url(guarded, victim),
+        content=f'{{"code": "while True: pass", "timeout": {value}}}',
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "timeout"
+    assert run(guarded, victim, "print('idle')", timeout=5)["stdout"] == "idle\n"
+
+
+@pytest.mark.parametrize("language", ["python", "bash"])
+def test_names_that_are_not_utf8_do_not_break_the_call(
+    guarded: LocalboxServer, victim: str, language: str
+) -> None:
+    code = (
+        "open(b'bad\\xff', 'w').write('x'); open('fine.txt', 'w').write('y')"
+        if language == "python"
+        else "touch $'bad\\xff' && echo y > fine.txt"
+    )
+    result = run(guarded, victim, code, language=language)
+    assert result["status"] == "completed", result
+    assert result["state_preserved"] is True
+    assert [f["path"] for f in result["files"]] == ["/mnt/data/fine.txt"]
+    listed = {f.path for f in guarded.client().containers.files.list(victim)}
+    assert "/mnt/data/fine.txt" in listed
+
+
+def test_control_characters_in_uploaded_names_are_removed(
+    guarded: LocalboxServer, victim: str
+) -> None:
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="re\tport\x07.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\nhello\r\n--B--\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", guarded.port)) as s:
+        s.sendall(
+            f"POST /v1/containers/{victim}/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n".encode()
+            + body
+        )
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer
+    created: dict[str, Any] = json.loads(payload)
+    assert created["path"] == "/mnt/data/report.txt"
+    got = httpx.get(
+        f"{guarded.base_url}/containers/{victim}/files/{created['id']}/content", timeout=30
+    )
+    assert got.status_code == 200
+    assert got.content == b"hello"
+
+
+def test_files_code_names_with_control_characters_download_cleanly(
+    guarded: LocalboxServer, victim: str
+) -> None:
+    made = run(guarded, victim, "open('a\\r\\nb\\x1b[31m.txt', 'w').write('ok')")
+    assert made["status"] == "completed"
+    (file,) = made["files"]
+    got = httpx.get(
+        f"{guarded.base_url}/containers/{victim}/files/{file['id']}/content", timeout=30
+    )
+    assert got.status_code == 200
+    assert got.content == b"ok"
+    disposition = got.headers["content-disposition"]
+    assert all(" " <= ch <= "~" for ch in disposition)
+    assert "a__b_[31m.txt" in disposition
