@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,42 +20,9 @@ import httpx
 import openai
 import pytest
 
+from tests.api.conftest import DISK, bystander_fine
 from tests.api.test_exec import run
-from tests.conftest import LocalboxServer, _serve
-
-DISK = 20 << 20
-QUEUE_DEPTH = 8
-
-
-@pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalboxServer]:
-    yield from _serve(
-        tmp_path_factory.mktemp("localbox-integrity"),
-        {
-            "LOCALBOX_SANDBOX_DISK_BYTES": str(DISK),
-            "LOCALBOX_EXEC_QUEUE_DEPTH": str(QUEUE_DEPTH),
-        },
-    )
-
-
-@pytest.fixture(scope="module")
-def bystander(guarded: LocalboxServer) -> str:
-    cid = guarded.client().containers.create(name="bystander").id
-    assert run(guarded, cid, "neighbour = 7")["status"] == "completed"
-    return cid
-
-
-@pytest.fixture
-def victim(guarded: LocalboxServer) -> Iterator[str]:
-    client = guarded.client()
-    cid = client.containers.create(name="victim").id
-    yield cid
-    client.containers.delete(cid)
-
-
-def bystander_fine(server: LocalboxServer, bystander: str) -> None:
-    assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
-    assert run(server, bystander, "print(neighbour)")["stdout"] == "7\n"
+from tests.conftest import LocalboxServer
 
 
 def server_cpu_seconds(server: LocalboxServer) -> float:
@@ -74,24 +40,24 @@ def exec_url(server: LocalboxServer, cid: str) -> str:
 
 
 def test_a_stream_whose_client_leaves_is_interrupted_and_frees_the_container(
-    guarded: LocalboxServer, bystander: str, victim: str
+    abuse_server: LocalboxServer, bystander: str, victim: str
 ) -> None:
-    run(guarded, victim, "kept = 'yes'")
+    run(abuse_server, victim, "kept = 'yes'")
     code = "import time\nfor i in range(60):\n    print(i, flush=True)\n    time.sleep(1)"
     with httpx.stream(
-        "POST", exec_url(guarded, victim), json={"code": code, "stream": True}, timeout=30
+        "POST", exec_url(abuse_server, victim), json={"code": code, "stream": True}, timeout=30
     ) as r:
         assert r.status_code == 200
         first = next(r.iter_lines())
         assert first.startswith("event: stdout")
     left = time.monotonic()
-    after = run(guarded, victim, "print(kept)")
+    after = run(abuse_server, victim, "print(kept)")
     waited = time.monotonic() - left
     assert after["status"] == "completed"
     assert after["stdout"] == "yes\n"  # the interpreter obeyed the interrupt: state kept
     print(f"next call answered {waited * 1000:.0f} ms after the streaming client left")
     assert waited < 2.0, f"the next call started {waited:.1f} s after the client left"
-    bystander_fine(guarded, bystander)
+    bystander_fine(abuse_server, bystander)
 
 
 # ------------------------------------------------------------------ 2. bounded waiting
@@ -112,17 +78,17 @@ print(json.dumps(answers))
 
 
 def test_calls_pile_up_to_the_queue_depth_then_get_429(
-    guarded: LocalboxServer, bystander: str, victim: str
+    abuse_server: LocalboxServer, bystander: str, victim: str
 ) -> None:
     load = subprocess.Popen(
-        [sys.executable, "-c", PILE_UP, exec_url(guarded, victim)], stdout=subprocess.PIPE
+        [sys.executable, "-c", PILE_UP, exec_url(abuse_server, victim)], stdout=subprocess.PIPE
     )
     latencies: list[float] = []
     with httpx.Client(timeout=10) as http:
         while load.poll() is None:
             for method, url, body in (
-                ("GET", f"{guarded.url}/health", None),
-                ("POST", exec_url(guarded, bystander), {"code": "print(neighbour)"}),
+                ("GET", f"{abuse_server.url}/health", None),
+                ("POST", exec_url(abuse_server, bystander), {"code": "print(neighbour_state)"}),
             ):
                 began = time.monotonic()
                 r = http.request(method, url, json=body)
@@ -133,7 +99,7 @@ def test_calls_pile_up_to_the_queue_depth_then_get_429(
     ok = [a for a in answers if a[0] == 200]
     busy = [a[1] for a in answers if a[0] == 429]
     assert len(ok) + len(busy) == 50
-    assert QUEUE_DEPTH + 1 <= len(ok) < 50
+    assert 8 + 1 <= len(ok) < 50  # one runs, LOCALBOX_EXEC_QUEUE_DEPTH (8) wait
     assert busy[0]["code"] == "container_busy"
     assert busy[0]["type"] == "rate_limit_error"
     assert "LOCALBOX_EXEC_QUEUE_DEPTH" in busy[0]["message"]
@@ -141,17 +107,17 @@ def test_calls_pile_up_to_the_queue_depth_then_get_429(
     p99 = latencies[int(len(latencies) * 0.99)]
     print(f"health and bystander exec while 50 calls piled up: p99 {p99 * 1000:.0f} ms")
     assert p99 < 0.5, f"p99 {p99 * 1000:.0f} ms"  # the precise figure: make bench
-    bystander_fine(guarded, bystander)
+    bystander_fine(abuse_server, bystander)
 
 
 def test_a_waiter_gives_up_when_its_own_timeout_passes(
-    guarded: LocalboxServer, victim: str
+    abuse_server: LocalboxServer, victim: str
 ) -> None:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        long = pool.submit(run, guarded, victim, "import time; time.sleep(4)")
+        long = pool.submit(run, abuse_server, victim, "import time; time.sleep(4)")
         time.sleep(0.5)
         began = time.monotonic()
-        r = httpx.post(exec_url(guarded, victim), json={"code": "1", "timeout": 1}, timeout=30)
+        r = httpx.post(exec_url(abuse_server, victim), json={"code": "1", "timeout": 1}, timeout=30)
         assert time.monotonic() - began < 3.5
         assert r.status_code == 429
         assert r.json()["error"]["code"] == "container_busy"
@@ -172,11 +138,11 @@ def test_a_waiter_gives_up_when_its_own_timeout_passes(
     ids=["40MiB-error", "40MiB-image"],
 )
 def test_huge_frames_are_cut_in_the_sandbox_and_cost_the_server_little(
-    guarded: LocalboxServer, bystander: str, victim: str, code: str
+    abuse_server: LocalboxServer, bystander: str, victim: str, code: str
 ) -> None:
-    before = server_cpu_seconds(guarded)
-    result = run(guarded, victim, code, timeout=120)
-    spent = server_cpu_seconds(guarded) - before
+    before = server_cpu_seconds(abuse_server)
+    result = run(abuse_server, victim, code, timeout=120)
+    spent = server_cpu_seconds(abuse_server) - before
     print(f"server CPU for the call: {spent:.2f} s")
     assert spent < 1.0, f"the server spent {spent:.2f} s of CPU"
     body = json.dumps(result)
@@ -189,7 +155,7 @@ def test_huge_frames_are_cut_in_the_sandbox_and_cost_the_server_little(
         assert result["outputs"][0]["type"] == "logs"
         assert "image of" in result["stderr"]
         assert "was not returned" in result["stderr"]
-    bystander_fine(guarded, bystander)
+    bystander_fine(abuse_server, bystander)
 
 
 # ------------------------------------------------------------------ 4. no impersonation
@@ -223,9 +189,9 @@ for target in (1, agent):
 
 
 def test_user_code_cannot_touch_the_agent_init_or_the_channel(
-    guarded: LocalboxServer, bystander: str, victim: str, docker_client: docker.DockerClient
+    abuse_server: LocalboxServer, bystander: str, victim: str, docker_client: docker.DockerClient
 ) -> None:
-    result = run(guarded, victim, PROBE)
+    result = run(abuse_server, victim, PROBE)
     assert result["status"] == "completed", result
     out = result["stdout"]
     assert "uid 1000 1000" in out
@@ -248,7 +214,7 @@ def test_user_code_cannot_touch_the_agent_init_or_the_channel(
     pipes = {line for line in output.decode().split() if line.startswith("pipe:")}
     assert pipes, output
     held = run(
-        guarded,
+        abuse_server,
         victim,
         "import os\n"
         "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
@@ -266,23 +232,23 @@ def test_user_code_cannot_touch_the_agent_init_or_the_channel(
         '{"id":"x","type":"done","status":"completed",'
         '"files":[{"path":"../../../etc/shadow","bytes":1,"mtime":1}]}'
     )
-    sneaky = run(guarded, victim, f"import os\nos.write(1, b'{forged}\\n')")
+    sneaky = run(abuse_server, victim, f"import os\nos.write(1, b'{forged}\\n')")
     assert forged in sneaky["stdout"]
     assert sneaky["files"] == []
-    listed = guarded.client().containers.files.list(victim)
+    listed = abuse_server.client().containers.files.list(victim)
     assert all(f.path.startswith("/mnt/data/") and ".." not in f.path for f in listed)
-    bystander_fine(guarded, bystander)
+    bystander_fine(abuse_server, bystander)
 
 
 # ------------------------------------------------------------------ 5. no symlinks followed
 
 
 def test_downloads_never_follow_symlinks_and_refuse_what_is_not_a_regular_file(
-    guarded: LocalboxServer, bystander: str, victim: str
+    abuse_server: LocalboxServer, bystander: str, victim: str
 ) -> None:
-    client = guarded.client(max_retries=0)
+    client = abuse_server.client(max_retries=0)
     made = run(
-        guarded,
+        abuse_server,
         victim,
         "mkdir d4 && echo hi > d4/shadow && echo x > f1 && echo y > f2",
         language="bash",
@@ -300,7 +266,7 @@ def test_downloads_never_follow_symlinks_and_refuse_what_is_not_a_regular_file(
         "    os.remove('f2'); os.symlink('/etc/passwd', 'link')\n"
         "threading.Timer(0.5, swap).start()"
     )
-    assert run(guarded, victim, swap)["status"] == "completed"
+    assert run(abuse_server, victim, swap)["status"] == "completed"
     time.sleep(1.5)
     for path, why in (("/mnt/data/d4/shadow", "symlink"), ("/mnt/data/f1", "FIFO")):
         began = time.monotonic()
@@ -318,7 +284,7 @@ def test_downloads_never_follow_symlinks_and_refuse_what_is_not_a_regular_file(
     assert "/mnt/data/link" not in listed  # a symlink is not a file
     assert "/mnt/data/f1" not in listed  # nor is a FIFO
     assert not any(p.startswith("/mnt/data/d4/") for p in listed)
-    bystander_fine(guarded, bystander)
+    bystander_fine(abuse_server, bystander)
 
 
 # ------------------------------------------------------------------ 6. nothing outlives its call
@@ -330,10 +296,10 @@ STRAYS = (
 
 
 def test_processes_a_call_started_die_with_it(
-    guarded: LocalboxServer, bystander: str, victim: str
+    abuse_server: LocalboxServer, bystander: str, victim: str
 ) -> None:
     bash = run(
-        guarded,
+        abuse_server,
         victim,
         "setsid bash -c 'while :; do :; done' &\n"
         "nohup bash -c \"trap '' INT TERM HUP; while :; do sleep 1; done\" >/dev/null 2>&1 &\n"
@@ -342,7 +308,7 @@ def test_processes_a_call_started_die_with_it(
     )
     assert bash["stdout"] == "started\n"
     python = run(
-        guarded,
+        abuse_server,
         victim,
         "import subprocess, threading\n"
         "subprocess.Popen(['sleep', '1001'], start_new_session=True)\n"
@@ -350,10 +316,10 @@ def test_processes_a_call_started_die_with_it(
     )
     assert python["status"] == "completed"
     time.sleep(2.5)  # the timer fires after the call: the watchdog kills what it starts
-    left = run(guarded, victim, STRAYS, language="bash")
+    left = run(abuse_server, victim, STRAYS, language="bash")
     assert left["stdout"] == "", left["stdout"]
-    assert run(guarded, victim, "print('kernel alive')")["state_preserved"] is True
-    bystander_fine(guarded, bystander)
+    assert run(abuse_server, victim, "print('kernel alive')")["state_preserved"] is True
+    bystander_fine(abuse_server, bystander)
 
 
 # ------------------------------------------------------------------ 7. the disk limit always holds
@@ -367,10 +333,10 @@ def usage_in(docker_client: docker.DockerClient, cid: str) -> int:
 
 
 def test_the_disk_limit_holds_between_calls(
-    guarded: LocalboxServer, bystander: str, victim: str, docker_client: docker.DockerClient
+    abuse_server: LocalboxServer, bystander: str, victim: str, docker_client: docker.DockerClient
 ) -> None:
     started = run(
-        guarded,
+        abuse_server,
         victim,
         "import threading, time\nstate = 1\n"
         "def fill():\n"
@@ -383,19 +349,19 @@ def test_the_disk_limit_holds_between_calls(
     time.sleep(6)  # 200 MiB at 50 MiB/s, if nothing stopped it
     used = usage_in(docker_client, victim)
     assert used < DISK + (24 << 20), f"{used} bytes in /mnt/data"
-    after = run(guarded, victim, "print(globals().get('state'))")
+    after = run(abuse_server, victim, "print(globals().get('state'))")
     assert after["state_preserved"] is False
     assert "disk limit" in after["stderr"]
     assert after["stdout"] == "None\n"  # the writer's interpreter was stopped
-    assert run(guarded, victim, "rm -f bg*.bin", language="bash")["status"] == "completed"
-    bystander_fine(guarded, bystander)
+    assert run(abuse_server, victim, "rm -f bg*.bin", language="bash")["status"] == "completed"
+    bystander_fine(abuse_server, bystander)
 
 
-def test_sparse_files_count_what_they_really_use(guarded: LocalboxServer, victim: str) -> None:
-    sparse = run(guarded, victim, "truncate -s 8T sparse.bin && echo ok", language="bash")
+def test_sparse_files_count_what_they_really_use(abuse_server: LocalboxServer, victim: str) -> None:
+    sparse = run(abuse_server, victim, "truncate -s 8T sparse.bin && echo ok", language="bash")
     assert sparse["status"] == "completed", sparse
     hidden = run(
-        guarded,
+        abuse_server,
         victim,
         "dd if=/dev/zero of=sparse.bin bs=1M count=40 seek=1000 conv=notrunc status=none",
         language="bash",
@@ -405,9 +371,9 @@ def test_sparse_files_count_what_they_really_use(guarded: LocalboxServer, victim
 
 
 def test_uploads_that_would_cross_the_disk_limit_are_refused(
-    guarded: LocalboxServer, victim: str, tmp_path: Path
+    abuse_server: LocalboxServer, victim: str, tmp_path: Path
 ) -> None:
-    client = guarded.client(max_retries=0)
+    client = abuse_server.client(max_retries=0)
     small = tmp_path / "small.bin"
     small.write_bytes(b"s" * (12 << 20))
     client.containers.files.create(victim, file=small)
@@ -427,44 +393,44 @@ def test_uploads_that_would_cross_the_disk_limit_are_refused(
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "0", "-1"])
 def test_timeouts_that_are_not_positive_finite_numbers_are_400(
-    guarded: LocalboxServer, victim: str, value: str
+    abuse_server: LocalboxServer, victim: str, value: str
 ) -> None:
     r = httpx.post(
-        exec_url(guarded, victim),
+        exec_url(abuse_server, victim),
         content=f'{{"code": "while True: pass", "timeout": {value}}}',
         headers={"content-type": "application/json"},
         timeout=30,
     )
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "timeout"
-    assert run(guarded, victim, "print('idle')", timeout=5)["stdout"] == "idle\n"
+    assert run(abuse_server, victim, "print('idle')", timeout=5)["stdout"] == "idle\n"
 
 
 @pytest.mark.parametrize("language", ["python", "bash"])
 def test_names_that_are_not_utf8_do_not_break_the_call(
-    guarded: LocalboxServer, victim: str, language: str
+    abuse_server: LocalboxServer, victim: str, language: str
 ) -> None:
     code = (
         "open(b'bad\\xff', 'w').write('x'); open('fine.txt', 'w').write('y')"
         if language == "python"
         else "touch $'bad\\xff' && echo y > fine.txt"
     )
-    result = run(guarded, victim, code, language=language)
+    result = run(abuse_server, victim, code, language=language)
     assert result["status"] == "completed", result
     assert result["state_preserved"] is True
     assert [f["path"] for f in result["files"]] == ["/mnt/data/fine.txt"]
-    listed = {f.path for f in guarded.client().containers.files.list(victim)}
+    listed = {f.path for f in abuse_server.client().containers.files.list(victim)}
     assert "/mnt/data/fine.txt" in listed
 
 
 def test_control_characters_in_uploaded_names_are_removed(
-    guarded: LocalboxServer, victim: str
+    abuse_server: LocalboxServer, victim: str
 ) -> None:
     body = (
         b'--B\r\nContent-Disposition: form-data; name="file"; filename="re\tport\x07.txt"\r\n'
         b"Content-Type: text/plain\r\n\r\nhello\r\n--B--\r\n"
     )
-    with socket.create_connection(("127.0.0.1", guarded.port)) as s:
+    with socket.create_connection(("127.0.0.1", abuse_server.port)) as s:
         s.sendall(
             f"POST /v1/containers/{victim}/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {len(body)}\r\n"
@@ -479,20 +445,20 @@ def test_control_characters_in_uploaded_names_are_removed(
     created: dict[str, Any] = json.loads(payload)
     assert created["path"] == "/mnt/data/report.txt"
     got = httpx.get(
-        f"{guarded.base_url}/containers/{victim}/files/{created['id']}/content", timeout=30
+        f"{abuse_server.base_url}/containers/{victim}/files/{created['id']}/content", timeout=30
     )
     assert got.status_code == 200
     assert got.content == b"hello"
 
 
 def test_files_code_names_with_control_characters_download_cleanly(
-    guarded: LocalboxServer, victim: str
+    abuse_server: LocalboxServer, victim: str
 ) -> None:
-    made = run(guarded, victim, "open('a\\r\\nb\\x1b[31m.txt', 'w').write('ok')")
+    made = run(abuse_server, victim, "open('a\\r\\nb\\x1b[31m.txt', 'w').write('ok')")
     assert made["status"] == "completed"
     (file,) = made["files"]
     got = httpx.get(
-        f"{guarded.base_url}/containers/{victim}/files/{file['id']}/content", timeout=30
+        f"{abuse_server.base_url}/containers/{victim}/files/{file['id']}/content", timeout=30
     )
     assert got.status_code == 200
     assert got.content == b"ok"
