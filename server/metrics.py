@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -199,6 +198,10 @@ def build_registry(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
     return registry
 
 
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The text format every Prometheus reads; localbox's names need none of 1.0.0's escaping."""
+
+
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     """The text exposition format and its content type."""
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(registry), CONTENT_TYPE
