@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from server import metrics
 from server.errors import error_body
 
 log = logging.getLogger("localbox.edge")
@@ -129,6 +130,7 @@ class EdgeProtocol(HttpToolsProtocol):
             self._refuse()
             return
         edge.open += 1
+        metrics.connection_opened()
         self._counted = True
         self._become_idle()
         self._arm_header_timer()
@@ -147,6 +149,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def _refuse(self) -> None:
         edge = self.edge
         edge.refused += 1
+        metrics.connection_closed("refused")
         edge.warn("connection refused: every connection is serving a request")
         self._refused = True
         edge.lingering += 1
@@ -166,6 +169,7 @@ class EdgeProtocol(HttpToolsProtocol):
             if oldest.transport.is_closing():
                 continue
             edge.pushed_out += 1
+            metrics.connection_closed("pushed_out")
             edge.warn("at the connection limit: closing connections not serving a request")
             oldest._close()
             return True
@@ -185,6 +189,7 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._counted:
             self._counted = False
             self.edge.open -= 1
+            metrics.connection_gone()
 
     # Requests: a deadline for the headers, an idle limit for the body.
 
@@ -231,6 +236,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._header_timer = None
         if not self.transport.is_closing():
             self.edge.timed_out += 1
+            metrics.connection_closed("header_timeout")
             self.edge.warn("closed a connection that did not send its headers in time")
             self._close()
 
@@ -242,6 +248,7 @@ class EdgeProtocol(HttpToolsProtocol):
         silent = self.loop.time() - self._body_seen_at
         if silent >= self.edge.body_timeout and not self.flow.read_paused:
             self.edge.timed_out += 1
+            metrics.connection_closed("body_timeout")
             self.edge.warn("closed a connection whose request body stopped arriving")
             self._close()
             return

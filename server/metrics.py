@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     disable_created_metrics,
@@ -81,7 +82,20 @@ HTTP_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=None,
 )
+CONNECTIONS = Gauge(
+    "localbox_connections", "Open client connections (counted against the cap).", registry=None
+)
+CONNECTIONS_CLOSED = Counter(
+    "localbox_connections_closed",
+    "Client connections the server closed on its own: pushed out at the connection cap, "
+    "header or body deadline passed, refused because every connection was busy.",
+    ["reason"],
+    registry=None,
+)
+CONNECTION_REASONS = ("pushed_out", "header_timeout", "body_timeout", "refused")
 _OWN = (
+    CONNECTIONS,
+    CONNECTIONS_CLOSED,
     CREATES,
     CREATE_SECONDS,
     EXECS,
@@ -99,6 +113,8 @@ for _outcome in EXEC_OUTCOMES:
 for _action in RECONCILE_ACTIONS:
     RECONCILE.labels(_action)
 CREATES.labels("ok")
+for _reason in CONNECTION_REASONS:
+    CONNECTIONS_CLOSED.labels(_reason)
 
 
 def observe_exec(outcome: str, seconds: float) -> None:
@@ -128,6 +144,19 @@ def observe_sweep(expired: int) -> None:
 
 def count_reconcile(action: str) -> None:
     RECONCILE.labels(action).inc()
+
+
+def connection_opened() -> None:
+    CONNECTIONS.inc()
+
+
+def connection_gone() -> None:
+    CONNECTIONS.dec()
+
+
+def connection_closed(reason: str) -> None:
+    """The server closed a connection on its own (reason: one of CONNECTION_REASONS)."""
+    CONNECTIONS_CLOSED.labels(reason).inc()
 
 
 def observe_http(method: str, route: str, status: int, seconds: float) -> None:

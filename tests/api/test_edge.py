@@ -7,6 +7,7 @@ by itself.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -61,6 +62,9 @@ def test_unfinished_headers_are_closed_after_the_header_timeout(
     assert closed_after(silent, 5) < 4
     silent.close()
     slow.close()
+    metrics = httpx.get(f"{quick_server.url}/metrics").text
+    (closed,) = re.findall(r'localbox_connections_closed_total\{reason="header_timeout"\} (\S+)', metrics)
+    assert float(closed) >= 2
 
 
 def test_the_next_request_on_a_kept_alive_connection_has_a_deadline_too(
