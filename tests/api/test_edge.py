@@ -63,7 +63,8 @@ def test_unfinished_headers_are_closed_after_the_header_timeout(
     silent.close()
     slow.close()
     metrics = httpx.get(f"{quick_server.url}/metrics").text
-    (closed,) = re.findall(r'localbox_connections_closed_total\{reason="header_timeout"\} (\S+)', metrics)
+    pattern = r'localbox_connections_closed_total\{reason="header_timeout"\} (\S+)'
+    (closed,) = re.findall(pattern, metrics)
     assert float(closed) >= 2
 
 
