@@ -4,25 +4,41 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+DEPS_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(DEPS_HASH)
+DEV_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 
-.PHONY: help setup venv node-deps litellm-deps compose-tool server-image docker-engine sandbox-image run test lint typecheck pytest bench clean
+.PHONY: help setup venv dev-venv node-deps litellm-deps compose-tool server-image docker-engine sandbox-image run test lint typecheck pytest bench clean
 
 help:
-	@echo "make run    - set everything up and serve the API on 127.0.0.1:8000"
-	@echo "make test   - set everything up, lint, type-check and run the test suite"
-	@echo "make bench  - print benchmark figures against raw Docker"
-	@echo "make clean  - remove the virtualenv and local data"
+	@echo "make run           - set everything up and serve the API on 127.0.0.1:8000"
+	@echo "make test          - set everything up, lint, type-check and run the test suite"
+	@echo "make bench         - print benchmark figures against raw Docker"
+	@echo "make sandbox-image - build the image every sandbox runs (about 1.4 GB, minutes the first time)"
+	@echo "make server-image  - build localbox's own image (localbox:latest) for docker-compose"
+	@echo "make lint          - ruff lint and format check"
+	@echo "make typecheck     - mypy --strict on server/"
+	@echo "make pytest        - only the test suite"
+	@echo "make clean         - remove the virtualenvs and local data"
 
+# What `make run` needs: localbox and its runtime dependencies only.
 $(STAMP): pyproject.toml
-	@echo "==> installing Python dependencies into $(VENV)"
+	@echo "==> installing localbox and its dependencies into $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# What the tests, linters and benchmarks need on top.
+$(DEV_STAMP): $(STAMP)
+	@echo "==> installing the development tools (pytest, ruff, mypy, the openai SDK) into $(VENV)"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
 venv: $(STAMP)
+
+dev-venv: $(DEV_STAMP)
 
 NODE_STAMP := tests/node/node_modules/.installed
 
@@ -61,19 +77,19 @@ setup: venv docker-engine sandbox-image
 run: setup
 	@$(BIN)/localbox
 
-lint: venv
+lint: dev-venv
 	$(BIN)/ruff check server tests scripts sandbox-image
 	$(BIN)/ruff format --check server tests scripts sandbox-image
 
-typecheck: venv
+typecheck: dev-venv
 	$(BIN)/mypy server
 
-pytest: setup node-deps litellm-deps compose-tool server-image
+pytest: setup dev-venv node-deps litellm-deps compose-tool server-image
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
-bench: setup
+bench: setup dev-venv
 	$(BIN)/python scripts/bench_create.py
 	$(BIN)/python scripts/bench_files.py
 	$(BIN)/python scripts/bench_exec.py

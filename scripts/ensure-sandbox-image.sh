@@ -42,12 +42,24 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   fi
 fi
 
-log "building sandbox image $IMAGE (content hash $hash)"
+if [ -z "$current" ]; then
+  log "building sandbox image $IMAGE: about 1.4 GB (Python with the usual data libraries);"
+  log "the first build takes a few minutes, later ones only run when sandbox-image/ changes"
+else
+  log "rebuilding sandbox image $IMAGE: sandbox-image/ changed (content hash $hash)"
+fi
+started=$(date +%s)
+# A line now and then while a long step (the package install) runs, so it is not mistaken
+# for a hang.
+( while sleep 20; do log "  ... still building ($(( $(date +%s) - started )) s)"; done ) &
+ticker=$!
 DOCKER_BUILDKIT=0 docker build --label "localbox.content-hash=$hash" --label localbox.role=sandbox-image \
-  -t "$IMAGE" "$CONTEXT" 2>&1 | grep -E '^Step|^Successfully|rror' >&2 || true
+  -t "$IMAGE" "$CONTEXT" 2>&1 | grep --line-buffered -E '^Step|^Successfully|rror' >&2 || true
+kill "$ticker" 2>/dev/null || true
+wait "$ticker" 2>/dev/null || true
 current=$(docker image inspect -f '{{ index .Config.Labels "localbox.content-hash" }}' "$IMAGE" 2>/dev/null || true)
 if [ "$current" != "$hash" ]; then
   echo "building $IMAGE failed; run: docker build $CONTEXT" >&2
   exit 1
 fi
-log "sandbox image $IMAGE is ready"
+log "sandbox image $IMAGE is ready ($(( $(date +%s) - started )) s)"

@@ -1,8 +1,7 @@
-"""Entry point: read Settings once and serve create_app(settings) with uvicorn."""
+"""Entry point: read Settings once and serve create_app(settings) with uvicorn at our edge."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import sys
 
@@ -10,20 +9,16 @@ import uvicorn
 
 from server.app import create_app
 from server.config import Settings
+from server.edge import Edge, EdgeProtocol, connection_cap, raise_descriptor_limit
+from server.logs import configure_logging
+from server.middleware import is_loopback_name
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+log = logging.getLogger("localbox")
 
 
 def main() -> None:
     settings = Settings()
-    if not is_loopback(settings.host) and not settings.api_key_list:
+    if not is_loopback_name(settings.host.lower()) and not settings.api_key_list:
         print(
             f"localbox: refusing to listen on {settings.host}: anyone who can reach it could run "
             "code in sandboxes on this machine. Set LOCALBOX_API_KEYS (comma-separated bearer "
@@ -31,17 +26,22 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    configure_logging(settings.log_level, settings.log_format)
+    descriptors = raise_descriptor_limit()
+    edge = Edge(
+        max_connections=connection_cap(settings.max_connections, descriptors),
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
     )
-    # Every sweep would be logged at INFO otherwise.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
+    log.info("open-file limit %d; at most %d client connections", descriptors, edge.max_connections)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=EdgeProtocol.bound_to(edge),
         log_level=settings.log_level.lower(),
+        log_config=None,
+        access_log=False,  # localbox.access logs each request with its id, route and duration
         timeout_graceful_shutdown=10,
     )
 

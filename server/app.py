@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from server import metrics
 from server.api import container_files, containers, execution, files, health
+from server.api import metrics as metrics_api
 from server.api.deps import require_api_key
 from server.api.uploads import BodyLimitMiddleware
 from server.config import Settings
 from server.errors import install_error_handlers
 from server.ids import Clock, system_clock
-from server.middleware import RequestIdMiddleware
+from server.instance import load_instance_id
+from server.middleware import LoopbackGuardMiddleware, RequestMiddleware
 from server.runtime import SandboxRuntime, SandboxRuntimeError
 from server.scheduler import Scheduler
 from server.services.activity import Activity
+from server.services.capacity import Capacity, Limits
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
 from server.services.execution import ExecutionService
@@ -39,25 +45,40 @@ def create_app(
 ) -> FastAPI:
     """Build the ASGI app: store, runtime, services, routers and error handlers."""
     clock = clock or system_clock
-    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = settings.resolved_data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    instance_id = load_instance_id(data_dir)
     db = Database(settings.resolved_database_url)
     if runtime is None:
         from server.runtime.docker import DockerRuntime
 
         runtime = DockerRuntime(
             settings.sandbox_image,
-            settings.instance_id,
+            instance_id,
             cpus=settings.sandbox_cpus,
             pids_limit=settings.sandbox_pids_limit,
             tmp_size=settings.sandbox_tmp_size,
             disk_limit=settings.sandbox_disk_bytes,
         )
     container_repo = ContainerRepository(db)
+    file_repo = FileRepository(db)
+    capacity = Capacity(
+        container_repo,
+        file_repo,
+        Limits(
+            max_containers=settings.max_containers,
+            memory_budget=settings.resolved_memory_budget,
+            max_files_bytes=settings.max_files_bytes,
+            min_free_disk=settings.min_free_disk,
+            disk_paths=(data_dir, Path(tempfile.gettempdir())),
+        ),
+    )
     file_service = FileService(
-        FileRepository(db),
-        BlobStore(settings.resolved_data_dir / "files"),
+        file_repo,
+        BlobStore(data_dir / "files"),
         clock,
         max_bytes=settings.max_upload_bytes,
+        capacity=capacity,
     )
     container_file_service = ContainerFileService(
         container_repo,
@@ -76,6 +97,7 @@ def create_app(
         clock,
         default_minutes=settings.default_expiry_minutes,
         max_minutes=settings.max_expiry_minutes,
+        capacity=capacity,
     )
 
     execution_service = ExecutionService(
@@ -93,19 +115,38 @@ def create_app(
         queue_depth=settings.exec_queue_depth,
     )
 
-    def health_checks() -> dict[str, str]:
-        checks: dict[str, str] = {}
+    last_health: dict[str, str] = {}
+
+    def check(name: str, probe: Callable[[], None]) -> str:
+        # The reason goes to the log (once per change), never to the unauthenticated caller.
         try:
-            db.ping()
-            checks["database"] = "ok"
+            probe()
+            state = "ok"
         except Exception as exc:
-            checks["database"] = f"down: {exc.__class__.__name__}"
+            state = "down"
+            if last_health.get(name) != state:
+                log.warning("health: %s is down: %s", name, exc)
+        if last_health.get(name) == "down" and state == "ok":
+            log.info("health: %s is back", name)
+        last_health[name] = state
+        return state
+
+    def health_checks() -> dict[str, str]:
+        return {"database": check("database", db.ping), "docker": check("docker", runtime.ping)}
+
+    def snapshot() -> metrics.Snapshot:
         try:
-            runtime.ping()
-            checks["docker"] = "ok"
-        except SandboxRuntimeError as exc:
-            checks["docker"] = f"down: {exc}"
-        return checks
+            sandboxes: int | None = len(runtime.list_sandboxes())
+        except SandboxRuntimeError:
+            sandboxes = None
+        usage = capacity.usage()
+        return metrics.Snapshot(
+            containers=container_repo.count_by_status(),
+            sandboxes=sandboxes,
+            memory_limit_bytes=usage.memory,
+            memory_budget_bytes=capacity.limits.memory_budget,
+            files_bytes=usage.files_bytes,
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -120,7 +161,7 @@ def create_app(
             reconcile_seconds=settings.reconcile_seconds,
         )
         scheduler.start()
-        log.info("localbox ready (data dir %s)", settings.resolved_data_dir)
+        log.info("localbox ready (data dir %s, instance %s)", data_dir, instance_id)
         try:
             yield
         finally:
@@ -140,6 +181,8 @@ def create_app(
     app.state.files = file_service
     app.state.execution = execution_service
     app.state.health_checks = health_checks
+    app.state.capacity = capacity
+    app.state.metrics_registry = metrics.build_registry(snapshot)
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
     v1.include_router(containers.router)
@@ -148,7 +191,14 @@ def create_app(
     v1.include_router(execution.router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.include_router(metrics_api.router, dependencies=[Depends(require_api_key)])
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_json_bytes=settings.max_json_bytes,
+    )
+    if not settings.api_key_list:
+        app.add_middleware(LoopbackGuardMiddleware, allowed_hosts=settings.allowed_host_list)
+    app.add_middleware(RequestMiddleware)  # outermost: every answer gets an id and a log line
     return app

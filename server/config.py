@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
-import hashlib
+import os
+import re
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value: object) -> object:
+    """Bytes as an integer, or a size such as "512m", "24g", "2GiB" (binary units)."""
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match is None:
+            raise ValueError(f"not a size: {value!r} (use bytes, or a number with k, m, g or t)")
+        return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    return value
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+def host_memory_bytes() -> int:
+    """The machine's physical memory, the default memory budget."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
 
 
 class Settings(BaseSettings):
@@ -18,12 +44,21 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Path("data")
     api_keys: str = ""
+    allowed_hosts: str = ""
     database_url: str = ""
     sandbox_image: str = "localbox-sandbox:latest"
     sandbox_cpus: float = Field(default=1.0, gt=0)
     sandbox_pids_limit: int = Field(default=256, ge=16)
     sandbox_tmp_size: str = "256m"
-    max_upload_bytes: int = Field(default=512 << 20, ge=1)
+    max_upload_bytes: Size = Field(default=512 << 20, ge=1)
+    max_json_bytes: Size = Field(default=16 << 20, ge=1024)
+    max_containers: int = Field(default=100, ge=1)
+    memory_budget: Size = Field(default=0, ge=0)
+    max_files_bytes: Size = Field(default=10 << 30, ge=1)
+    min_free_disk: Size = Field(default=2 << 30, ge=0)
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=0, ge=0)
     default_expiry_minutes: int = Field(default=20, ge=1)
     max_expiry_minutes: int = Field(default=10080, ge=1)
     exec_default_timeout: float = Field(default=30.0, gt=0)
@@ -36,11 +71,17 @@ class Settings(BaseSettings):
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
     reconcile_seconds: float = Field(default=60.0, gt=0)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def api_key_list(self) -> list[str]:
         """The accepted bearer keys; empty means any bearer (or none) is accepted."""
         return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        """Host names accepted without keys besides the loopback ones (lower case, no port)."""
+        return [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]
 
     @property
     def resolved_data_dir(self) -> Path:
@@ -51,6 +92,6 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.resolved_data_dir / 'localbox.db'}"
 
     @property
-    def instance_id(self) -> str:
-        """Identifies this server's data dir on every Docker object it creates."""
-        return hashlib.sha256(str(self.resolved_data_dir).encode()).hexdigest()[:16]
+    def resolved_memory_budget(self) -> int:
+        """The memory the running sandboxes' limits may add up to; the host's by default."""
+        return self.memory_budget or host_memory_bytes()

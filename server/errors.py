@@ -80,18 +80,72 @@ class PayloadTooLarge(ApiError):
         self.limit = limit
 
 
-class ContainerBusy(ApiError):
-    """Too many calls queue on one container, or one waited its whole timeout for its turn."""
+class RequestTooLarge(ApiError):
+    status = 413
+    code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request body is larger than the limit of {limit} bytes for JSON bodies "
+            "(LOCALBOX_MAX_JSON_BYTES).",
+        )
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class HostNotAllowed(Forbidden):
+    code = "host_not_allowed"
+
+    def __init__(self, host: str) -> None:
+        super().__init__(
+            f"Host '{host[:100]}' is not allowed. Without API keys localbox answers only "
+            "requests addressed to this machine (localhost, 127.0.0.1, [::1]) or to a name "
+            "in LOCALBOX_ALLOWED_HOSTS; set LOCALBOX_API_KEYS to serve other names."
+        )
+
+
+class OriginNotAllowed(Forbidden):
+    code = "origin_not_allowed"
+
+    def __init__(self, origin: str) -> None:
+        super().__init__(
+            f"Requests from web pages of other sites (Origin '{origin[:100]}') are refused "
+            "while localbox runs without API keys; set LOCALBOX_API_KEYS to allow them."
+        )
+
+
+class NeverFits(InvalidRequest):
+    """Larger than a configured limit on its own: it can never succeed on this server."""
+
+
+class MemoryLimitOverBudget(NeverFits):
+    code = "memory_limit_over_budget"
+
+
+class FileOverStorageLimit(NeverFits):
+    code = "file_over_storage_limit"
+
+
+class CapacityExhausted(ApiError):
+    """Fits the limits, but not next to what exists now: it may succeed later (the SDKs retry)."""
 
     status = 429
+    type = "capacity_error"
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "1"}
+
+
+class ContainerBusy(CapacityExhausted):
+    """Too many calls queue on one container, or one waited its whole timeout for its turn."""
+
     type = "rate_limit_error"
     code = "container_busy"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, "container_id")
-
-    def headers(self) -> dict[str, str]:
-        return {"retry-after": "1"}
 
 
 class DiskLimitExceeded(ApiError):
@@ -104,6 +158,22 @@ class DiskLimitExceeded(ApiError):
             f"limit of {limit} bytes (LOCALBOX_SANDBOX_DISK_BYTES). Delete files first.",
             "file",
         )
+
+
+class TooManyContainers(CapacityExhausted):
+    code = "too_many_containers"
+
+
+class MemoryBudgetExhausted(CapacityExhausted):
+    code = "memory_budget_exhausted"
+
+
+class FilesStorageFull(CapacityExhausted):
+    code = "files_storage_full"
+
+
+class DiskFull(CapacityExhausted):
+    code = "disk_full"
 
 
 class InvalidApiKey(ApiError):
@@ -152,9 +222,20 @@ def _param_from_loc(loc: tuple[int | str, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+def _first_required_body_field(request: Request) -> str | None:
+    """The first required field of the route's JSON body model, to name when no body came."""
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None)
+    model = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    fields = getattr(model, "model_fields", None)
+    if not isinstance(fields, dict):
+        return None
+    return next((name for name, info in fields.items() if info.is_required()), None)
+
+
 def _validation_message(err: dict[str, Any], param: str | None) -> str:
     if err.get("type") == "json_invalid":
-        return "We could not parse the JSON body of your request. Send valid JSON."
+        return "The request body is not valid JSON. Send a JSON object."
     if err.get("type") == "missing":
         return f"Missing required parameter: '{param}'."
     detail = str(err.get("msg", "invalid value"))
@@ -170,11 +251,17 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ApiError)
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
-    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = list(exc.errors())
         first: dict[str, Any] = dict(errors[0]) if errors else {}
-        param = _param_from_loc(tuple(first.get("loc", ())))
+        loc = tuple(first.get("loc", ()))
+        if first.get("type") == "json_invalid":
+            param = None  # the parser's offset is no parameter
+        elif first.get("type") == "missing" and loc == ("body",):
+            param = _first_required_body_field(request)  # no body at all
+        else:
+            param = _param_from_loc(loc)
         message = _validation_message(first, param)
         return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from server import metrics
 from server.runtime import SandboxRuntimeError
 from server.services.containers import ContainerService
 
@@ -42,7 +43,7 @@ class Scheduler:
 
     def _sweep(self) -> None:
         try:
-            self._containers.expire_due()
+            metrics.observe_sweep(len(self._containers.expire_due()))
         except Exception:
             log.exception("expiry sweep failed")
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +18,15 @@ import httpx
 import openai
 import pytest
 
-from server.config import Settings
-
 ROOT = Path(__file__).resolve().parent.parent
+
+SUITE_ENV = {
+    # The suite keeps many idle sandboxes at once (they use a few MiB each): the default
+    # budget (the host's memory) and container cap would refuse them. Capacity has its own
+    # tests, with small limits.
+    "LOCALBOX_MEMORY_BUDGET": "4t",
+    "LOCALBOX_MAX_CONTAINERS": "1000",
+}
 
 
 def free_port() -> int:
@@ -37,6 +44,8 @@ class LocalboxServer:
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     api_key: str = "sk-test"
+    nofile: int | None = None
+    """An open-file limit (soft and hard) for the server process, when a test needs one."""
     process: subprocess.Popen[bytes] | None = None
     clients: list[openai.OpenAI] = field(default_factory=list)
 
@@ -50,11 +59,13 @@ class LocalboxServer:
 
     @property
     def instance_id(self) -> str:
-        return Settings(data_dir=self.data_dir).instance_id
+        """The id the server keeps in its data dir (made on its first start)."""
+        return (self.data_dir / "instance-id").read_text().strip()
 
     def start(self) -> None:
         env = {
             **os.environ,
+            **SUITE_ENV,
             "LOCALBOX_HOST": "127.0.0.1",
             "LOCALBOX_PORT": str(self.port),
             "LOCALBOX_DATA_DIR": str(self.data_dir),
@@ -62,10 +73,11 @@ class LocalboxServer:
             **self.env,
         }
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "server"]
+        if self.nofile is not None:
+            argv = ["prlimit", f"--nofile={self.nofile}:{self.nofile}", *argv]
         with (self.data_dir / "server.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "server"], cwd=ROOT, env=env, stdout=log, stderr=log
-            )
+            self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -105,7 +117,8 @@ class LocalboxServer:
 
 
 def remove_sandboxes(instance_id: str) -> None:
-    """Remove every Docker object labelled with this instance (the fixtures' own clean-up)."""
+    """Remove every Docker object labelled with this instance id, one of the suite's own
+    servers (the fixtures' clean-up): nobody else's sandboxes are touched."""
     client = docker.from_env()
     label = f"localbox.instance={instance_id}"
     for c in client.containers.list(all=True, filters={"label": label}):
@@ -122,14 +135,24 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def _serve(tmp_dir: Path, env: dict[str, str] | None = None) -> Iterator[LocalboxServer]:
-    server = LocalboxServer(data_dir=tmp_dir, env=env or {})
+@contextmanager
+def serving(
+    data_dir: Path, env: dict[str, str] | None = None, nofile: int | None = None
+) -> Iterator[LocalboxServer]:
+    """A server of the caller's own; stopped, and its sandboxes removed, at the end."""
+    server = LocalboxServer(data_dir=data_dir, env=env or {}, nofile=nofile)
     server.start()
     try:
         yield server
     finally:
         server.stop()
-        remove_sandboxes(server.instance_id)
+        if (server.data_dir / "instance-id").exists():
+            remove_sandboxes(server.instance_id)
+
+
+def _serve(tmp_dir: Path, env: dict[str, str] | None = None) -> Iterator[LocalboxServer]:
+    with serving(tmp_dir, env) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

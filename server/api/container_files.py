@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from server.api.deps import ContainerFiles, Limit, OrderParam
+from server.api.deps import ContainerFiles, Limit, OrderParam, require_free_disk
 from server.api.schemas import ContainerFile, Deleted, Page, page_of
 from server.api.uploads import FileIdRef, container_upload, content_headers
 
 router = APIRouter(prefix="/containers/{container_id}/files", tags=["container files"])
 
 
-@router.post("", response_model=ContainerFile)
+@router.post("", dependencies=[Depends(require_free_disk)], response_model=ContainerFile)
 async def create_container_file(
     container_id: str, request: Request, service: ContainerFiles
 ) -> ContainerFile:

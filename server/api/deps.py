@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Header, Query, Request
 
 from server.errors import InvalidApiKey
+from server.services.capacity import Capacity
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
 from server.services.execution import ExecutionService
@@ -32,6 +33,12 @@ def _file_service(request: Request) -> FileService:
 def _execution_service(request: Request) -> ExecutionService:
     service: ExecutionService = request.app.state.execution
     return service
+
+
+def require_free_disk(request: Request) -> None:
+    """Refuse an upload (429) before reading it while the disk is nearly full."""
+    capacity: Capacity = request.app.state.capacity
+    capacity.ensure_free_disk()
 
 
 Containers = Annotated[ContainerService, Depends(_container_service)]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from server.api.deps import Files, FilesLimit, OrderParam
+from server.api.deps import Files, FilesLimit, OrderParam, require_free_disk
 from server.api.schemas import Deleted, FileObject, Page, page_of
 from server.api.uploads import content_headers, multipart_file
 from server.errors import InvalidRequest
@@ -14,7 +14,7 @@ from server.errors import InvalidRequest
 router = APIRouter(prefix="/files", tags=["files"])
 
 
-@router.post("", response_model=FileObject)
+@router.post("", dependencies=[Depends(require_free_disk)], response_model=FileObject)
 async def create_file(request: Request, service: Files) -> FileObject:
     async with multipart_file(request) as (upload, fields):
         if upload is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field, model_serializer
+from pydantic import BaseModel, Field, field_validator, model_serializer
 
 from server import domain
 from server.services.execution import ExecResult
@@ -47,6 +47,14 @@ class ContainerCreateBody(BaseModel):
     memory_limit: Literal["1g", "4g", "16g", "64g"] | None = None
     network_policy: NetworkPolicyCreate | None = None
     skills: list[dict[str, Any]] | None = None
+
+    @field_validator("network_policy", mode="before")
+    @classmethod
+    def _network_policy_not_null(cls, value: object) -> object:
+        # Absent means the default; the spec has no null (only run for a value that was sent).
+        if value is None:
+            raise ValueError('must be an object such as {"type": "disabled"}, not null')
+        return value
 
 
 class ExpiresAfter(BaseModel):

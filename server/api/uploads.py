@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,12 +13,12 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.api.schemas import FileIdBody
-from server.errors import InvalidRequest, PayloadTooLarge
+from server.errors import ApiError, InvalidRequest, PayloadTooLarge, RequestTooLarge
 
 MULTIPART_SLACK = 1 << 20  # room for multipart boundaries and other fields
 
@@ -36,36 +37,85 @@ class FileIdRef:
     file_id: str
 
 
-class BodyLimitMiddleware:
-    """Refuse request bodies over the upload limit with a 413, before or while they arrive."""
+UPLOAD_PATH = re.compile(r"^/v1/(?:files|containers/[^/]+/files)/?$")
+"""The routes whose multipart bodies carry files: they get the upload cap, all else the JSON cap."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodyLimitMiddleware:
+    """Cap request bodies per route: multipart uploads at the upload limit, every other body
+    (JSON) at the JSON limit. A body declared too large is answered 413 before a byte of it is
+    read; one that turns out too large while arriving is answered 413 as soon as it crosses
+    the limit, whatever the app was doing with it."""
+
+    def __init__(self, app: ASGIApp, max_upload_bytes: int, max_json_bytes: int) -> None:
         self.app = app
-        self.limit = max_bytes + MULTIPART_SLACK
-        self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.max_json_bytes = max_json_bytes
+
+    def _error(self, scope: Scope) -> tuple[int, ApiError]:
+        headers = Headers(scope=scope)
+        is_upload = (
+            scope["method"] == "POST"
+            and UPLOAD_PATH.match(scope["path"]) is not None
+            and headers.get("content-type", "").startswith("multipart/form-data")
+        )
+        if is_upload:
+            return self.max_upload_bytes + MULTIPART_SLACK, PayloadTooLarge(self.max_upload_bytes)
+        return self.max_json_bytes, RequestTooLarge(self.max_json_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for key, value in scope.get("headers", []):
-            if key == b"content-length" and value.isdigit() and int(value) > self.limit:
-                # Declared too large: answer now, without reading a byte of it.
-                exc = PayloadTooLarge(self.max_bytes)
-                await JSONResponse(exc.body(), status_code=exc.status)(scope, receive, send)
-                return
+        limit, error = self._error(scope)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            # Declared too large: answer now, without reading a byte of it.
+            await send_json(scope, send, error)
+            return
         received = 0
+        too_large = False
+        started = False  # a response went out (or the 413 did)
 
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, too_large
+            if too_large:
+                raise error
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise PayloadTooLarge(self.max_bytes)
+                if received > limit and not started:
+                    too_large = True
+                    raise error
             return message
 
-        await self.app(scope, counted, send)
+        async def guarded_send(message: Message) -> None:
+            # Once the body crossed the limit, whatever the app answers (parsers may turn the
+            # error into a 400 of their own) is replaced by the 413.
+            nonlocal started
+            if not too_large:
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+            elif not started and message["type"] == "http.response.start":
+                started = True
+                await send_json(scope, send, error)
+
+        try:
+            await self.app(scope, counted, guarded_send)
+        except ApiError:
+            if not too_large:
+                raise
+        if too_large and not started:
+            await send_json(scope, send, error)
+
+
+async def send_json(scope: Scope, send: Send, error: ApiError) -> None:
+    response = JSONResponse(error.body(), status_code=error.status, headers=error.headers())
+    await response(scope, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
 
 
 @asynccontextmanager

@@ -7,21 +7,13 @@ import logging
 import socket
 import struct
 
+from server.logs import untrusted
 from server.runtime.agent import AgentGone
 
 log = logging.getLogger("localbox.runtime")
 
-LOGGED_BYTES = 300
 HEADER = 8  # Docker's stream header: 1 byte stream id, 3 zero bytes, 4 bytes big-endian size
 STDOUT, STDERR = 1, 2
-
-
-def escaped(payload: bytes) -> str:
-    """At most LOGGED_BYTES of payload, with every control character escaped."""
-    text = repr(payload[:LOGGED_BYTES].decode("utf-8", "replace").rstrip("\n"))[1:-1]
-    return text + (
-        f"... [{len(payload) - LOGGED_BYTES} more bytes]" if len(payload) > LOGGED_BYTES else ""
-    )
 
 
 class AttachChannel:
@@ -49,7 +41,7 @@ class AttachChannel:
                     # What the agent says about itself; never logged above DEBUG, and cut
                     # and escaped, because code in the sandbox may try to write there too.
                     if log.isEnabledFor(logging.DEBUG):
-                        log.debug("%s agent: %s", self._name, escaped(payload))
+                        log.debug("%s agent: %s", self._name, untrusted(payload, 300))
                     continue
                 return payload
             try:

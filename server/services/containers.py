@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
+from server import metrics
 from server.domain import MEMORY_LIMITS, Container, Cursor, Order, Page, PageQuery
-from server.errors import ContainerNotFound, InvalidRequest, NotSupported
+from server.errors import ApiError, ContainerNotFound, InvalidRequest, NotSupported
 from server.ids import Clock, new_container_id
 from server.runtime import SandboxRuntime, SandboxRuntimeError, SandboxSpec
 from server.services.activity import Activity
+from server.services.capacity import Capacity
 from server.services.container_files import ContainerFileService
 from server.services.errors import runtime_errors
 from server.store import ContainerRepository
@@ -41,6 +45,7 @@ class ContainerService:
         *,
         default_minutes: int = 20,
         max_minutes: int = 10080,
+        capacity: Capacity | None = None,
     ) -> None:
         self._repo = repo
         self._files = files
@@ -49,12 +54,17 @@ class ContainerService:
         self._clock = clock
         self._default_minutes = default_minutes
         self._max_minutes = max_minutes
+        self._capacity = capacity
 
     def _now(self) -> int:
         return int(self._clock())
 
     def create(self, req: CreateContainer) -> Container:
-        """Validate the request, start a sandbox for it and record the container."""
+        """Validate the request, admit it within capacity, start a sandbox and record it."""
+        with _timed_create():
+            return self._create(req)
+
+    def _create(self, req: CreateContainer) -> Container:
         minutes = self._default_minutes if req.minutes is None else req.minutes
         if not 1 <= minutes <= self._max_minutes:
             raise InvalidRequest(
@@ -82,16 +92,18 @@ class ContainerService:
             memory_limit=memory_limit,
         )
         spec = SandboxSpec(container_id=container.id, memory_bytes=MEMORY_LIMITS[memory_limit])
-        with runtime_errors("create the sandbox"):
-            self._runtime.create(spec)
-        try:
-            self._repo.add(container)
-            self._files.copy_in(container.id, sources)
-        except Exception:
-            self._repo.delete(container.id)
-            self._files.forget(container.id)
-            self._runtime.destroy(container.id)
-            raise
+        slot = self._capacity.container_slot(memory_limit) if self._capacity else nullcontext()
+        with slot:
+            with runtime_errors("create the sandbox"):
+                self._runtime.create(spec)
+            try:
+                self._repo.add(container)
+                self._files.copy_in(container.id, sources)
+            except Exception:
+                self._repo.delete(container.id)
+                self._files.forget(container.id)
+                self._runtime.destroy(container.id)
+                raise
         log.info("created container %s (%s)", container.id, memory_limit)
         return container
 
@@ -128,7 +140,7 @@ class ContainerService:
         """Expire every running container past last_active_at + minutes: its sandbox, volume
         and file records go; the container stays listed and retrievable as "expired"."""
         now = int(self._clock())
-        expired = []
+        expired: list[str] = []
         for cid in self._repo.due_ids(now):
             if self._activity.is_busy(cid):
                 continue  # code is running in it: it is active
@@ -155,13 +167,16 @@ class ContainerService:
                     continue  # a create may be in flight; its record is not written yet
                 log.info("removing sandbox %s: no running container owns it", cid)
                 self._runtime.destroy(cid)
+                metrics.count_reconcile("removed_orphan")
             elif sandbox.state == "stopped":
                 log.info("starting stopped sandbox %s", cid)
                 self._runtime.start(cid)
+                metrics.count_reconcile("restarted")
         for cid in running_ids - sandboxes.keys():
             log.warning("sandbox of container %s vanished; marking it expired", cid)
             self._repo.set_status(cid, "expired")
             self._files.forget(cid)
+            metrics.count_reconcile("marked_expired")
 
     def _cursor(self, container_id: str | None, param: str) -> Cursor | None:
         if container_id is None:
@@ -172,3 +187,18 @@ class ContainerService:
                 f"No container found with id '{container_id}' for '{param}'.", param
             )
         return anchor.cursor
+
+
+@contextmanager
+def _timed_create() -> Iterator[None]:
+    """Count a create by outcome: ok, or the status class of its refusal (4xx, 5xx)."""
+    started = time.perf_counter()
+    try:
+        yield
+    except ApiError as exc:
+        metrics.observe_create(f"{exc.status // 100}xx", time.perf_counter() - started)
+        raise
+    except Exception:
+        metrics.observe_create("5xx", time.perf_counter() - started)
+        raise
+    metrics.observe_create("ok", time.perf_counter() - started)

@@ -19,6 +19,7 @@ from typing import Literal
 
 from starlette.concurrency import run_in_threadpool
 
+from server import metrics
 from server.domain import ContainerFile
 from server.errors import InvalidRequest
 from server.ids import Clock, new_exec_id
@@ -203,12 +204,15 @@ class ExecutionService:
         """The call itself, on a worker thread: every event goes to call, the last one being
         ExecFinished (or the exception that ended it)."""
         request = call.request
+        started = time.perf_counter()
         try:
             with self._activity.busy(container_id):
                 result = self._execute(container_id, call)
         except BaseException as exc:
+            metrics.observe_exec("failed", time.perf_counter() - started)
             call.put(exc)
             return
+        metrics.observe_exec(result.status, time.perf_counter() - started)
         log.info(
             "exec %s in %s: %s in %d ms",
             request.id,

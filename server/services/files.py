@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
 from server.domain import File, Order, Page, PageQuery
 from server.errors import FileNotFound, InvalidRequest, PayloadTooLarge
 from server.ids import Clock, new_file_id
+from server.services.capacity import Capacity
 from server.services.names import safe_name
 from server.store import BlobStore, FileRepository
 
@@ -19,12 +21,19 @@ PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 
 class FileService:
     def __init__(
-        self, repo: FileRepository, blobs: BlobStore, clock: Clock, *, max_bytes: int
+        self,
+        repo: FileRepository,
+        blobs: BlobStore,
+        clock: Clock,
+        *,
+        max_bytes: int,
+        capacity: Capacity | None = None,
     ) -> None:
         self._repo = repo
         self._blobs = blobs
         self._clock = clock
         self.max_bytes = max_bytes
+        self._capacity = capacity
 
     def upload(self, filename: str | None, purpose: str, source: BinaryIO, size: int) -> File:
         """Keep an uploaded file; nothing is recorded unless all of its bytes were stored."""
@@ -36,19 +45,20 @@ class FileService:
             raise PayloadTooLarge(self.max_bytes)
         name = safe_name(filename)
         file_id = new_file_id()
-        stored = self._blobs.save(file_id, source)
-        file = File(
-            id=file_id,
-            filename=name,
-            bytes=stored,
-            created_at=int(self._clock()),
-            purpose=purpose,
-        )
-        try:
-            self._repo.add(file)
-        except Exception:
-            self._blobs.remove(file_id)
-            raise
+        with self._capacity.file_bytes(size) if self._capacity else nullcontext():
+            stored = self._blobs.save(file_id, source)
+            file = File(
+                id=file_id,
+                filename=name,
+                bytes=stored,
+                created_at=int(self._clock()),
+                purpose=purpose,
+            )
+            try:
+                self._repo.add(file)
+            except Exception:
+                self._blobs.remove(file_id)
+                raise
         return file
 
     def retrieve(self, file_id: str, param: str | None = None) -> File:

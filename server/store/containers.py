@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import col, select, update
+from sqlmodel import col, func, select, update
 
 from server.domain import Container, Page, PageQuery
 from server.store.repository import Repository
@@ -101,3 +101,18 @@ class ContainerRepository(Repository[ContainerRecord, Container]):
         with self._db.session() as s:
             stmt = select(ContainerRecord.id).where(col(ContainerRecord.status) == status)
             return list(s.exec(stmt).all())
+
+    def count_by_status(self) -> dict[str, int]:
+        with self._db.session() as s:
+            stmt = select(ContainerRecord.status, func.count()).group_by(ContainerRecord.status)
+            return {status: int(n) for status, n in s.exec(stmt).all()}
+
+    def running_memory_limits(self) -> dict[str, int]:
+        """How many running containers have each memory limit ("1g": 3, ...)."""
+        with self._db.session() as s:
+            stmt = (
+                select(ContainerRecord.memory_limit, func.count())
+                .where(col(ContainerRecord.status) == "running")
+                .group_by(ContainerRecord.memory_limit)
+            )
+            return {limit: int(n) for limit, n in s.exec(stmt).all()}

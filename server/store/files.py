@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlmodel import select
+from sqlmodel import func, select
 
 from server.domain import File, Page, PageQuery
 from server.store.repository import Repository
@@ -39,6 +39,10 @@ class FileRepository(Repository[FileRecord, File]):
         if purpose is not None:
             stmt = stmt.where(FileRecord.purpose == purpose)
         return self._page(stmt, query)
+
+    def total_bytes(self) -> int:
+        with self._db.session() as s:
+            return int(s.exec(select(func.coalesce(func.sum(FileRecord.bytes), 0))).one())
 
 
 class BlobStore:

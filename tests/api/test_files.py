@@ -113,7 +113,7 @@ def test_declared_oversize_body_is_refused_before_it_is_read(
 ) -> None:
     with socket.create_connection(("127.0.0.1", small_limit_server.port), timeout=10) as s:
         s.sendall(
-            b"POST /v1/files HTTP/1.1\r\nHost: x\r\n"
+            b"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n"
             b"Content-Length: 10737418240\r\n\r\n--b\r\n"
         )
@@ -131,7 +131,7 @@ def test_client_disconnect_mid_upload_leaves_nothing(
     c = client.containers.create(name="disconnect")
     with socket.create_connection(("127.0.0.1", small_limit_server.port), timeout=10) as s:
         s.sendall(
-            f"POST /v1/containers/{c.id}/files HTTP/1.1\r\nHost: x\r\n"
+            f"POST /v1/containers/{c.id}/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             "Content-Type: multipart/form-data; boundary=b\r\n"
             "Content-Length: 500000\r\n\r\n--b\r\n"
             'Content-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n'.encode()

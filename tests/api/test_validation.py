@@ -81,7 +81,27 @@ def test_missing_name_and_bad_json(server: LocalboxServer) -> None:
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 400
-    assert r.json()["error"]["type"] == "invalid_request_error"
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] is None  # not the parser's offset
+    assert "not valid JSON" in error["message"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"content-type": "application/json"}])
+def test_no_body_at_all_names_the_missing_field(
+    server: LocalboxServer, headers: dict[str, str]
+) -> None:
+    r = httpx.post(f"{server.base_url}/containers", headers=headers)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["param"] == "name"
+    assert error["message"] == "Missing required parameter: 'name'."
+
+
+def test_network_policy_null_is_refused(client: openai.OpenAI) -> None:
+    err = _bad_create(client, extra_body={"network_policy": None})
+    assert err.param == "network_policy"
+    assert "null" in err.message
 
 
 @pytest.mark.parametrize("limit", [0, 101, "abc", -1])

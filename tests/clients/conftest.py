@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +17,21 @@ from tests.conftest import ROOT, LocalboxServer, free_port
 LITELLM_PY = ROOT / ".venv-litellm" / "bin" / "python"
 LITELLM_CLI = ROOT / ".venv-litellm" / "bin" / "litellm"
 OFFLINE = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
-MASTER_KEY = "sk-proxy-master"
+MASTER_KEY = "sk-proxy-master-for-the-test-suite"
+PROXY_ENV = {**OFFLINE, "LITELLM_MASTER_KEY": MASTER_KEY}
+
+
+def readme_proxy_config(base_url: str, api_key: str) -> str:
+    """The README's own LiteLLM proxy config.yaml, pointed at the server under test."""
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"```yaml\n(# config\.yaml.*?)```", readme, re.S)
+    assert match, "the README has no LiteLLM proxy config.yaml block"
+    config = match.group(1)
+    assert "http://127.0.0.1:8000/v1" in config
+    assert '"anything"' in config
+    return config.replace("http://127.0.0.1:8000/v1", base_url).replace(
+        '"anything"', f'"{api_key}"'
+    )
 
 
 @dataclass
@@ -29,22 +44,15 @@ class Proxy:
 def proxy(
     keyed_server: LocalboxServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Proxy]:
-    """The LiteLLM proxy, offline, with OPENAI_API_BASE pointing at localbox."""
+    """The LiteLLM proxy, offline, run with the README's config pointed at localbox."""
     tmp = tmp_path_factory.mktemp("litellm-proxy")
     config = tmp / "config.yaml"
-    config.write_text(
-        "model_list: []\n"
-        "environment_variables:\n"
-        f'  OPENAI_API_BASE: "{keyed_server.base_url}"\n'
-        f'  OPENAI_API_KEY: "{keyed_server.api_key}"\n'
-        "general_settings:\n"
-        f'  master_key: "{MASTER_KEY}"\n'
-    )
+    config.write_text(readme_proxy_config(keyed_server.base_url, keyed_server.api_key))
     port = free_port()
     with (tmp / "proxy.log").open("ab") as log:
         process = subprocess.Popen(
             [str(LITELLM_CLI), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **OFFLINE},
+            env={**os.environ, **PROXY_ENV},
             stdout=log,
             stderr=log,
         )

@@ -45,7 +45,6 @@ def test_readme_curl_command(
     concrete = (
         command.replace("http://127.0.0.1:8000", keyed_server.url)
         .replace("http://localhost:4000", proxy.url)
-        .replace("sk-1234", MASTER_KEY)
         .replace("cntr_…", container.id)
         .replace("cfile_…", cfile.id)
         .replace("file-…", ffile.id)
@@ -55,7 +54,7 @@ def test_readme_curl_command(
     proc = subprocess.run(
         ["bash", "-c", concrete],
         cwd=tmp_path,
-        env={**os.environ, "KEY": keyed_server.api_key},
+        env={**os.environ, "KEY": keyed_server.api_key, "LITELLM_MASTER_KEY": MASTER_KEY},
         capture_output=True,
         timeout=120,
     )
