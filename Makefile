@@ -69,7 +69,7 @@ server-image: sandbox-image venv
 docker-engine:
 	@bash scripts/ensure-docker.sh
 
-sandbox-image: docker-engine
+sandbox-image: docker-engine venv
 	@bash scripts/ensure-sandbox-image.sh
 
 setup: venv docker-engine sandbox-image

@@ -3,6 +3,9 @@
 # content hash of sandbox-image/ differs from the one recorded in the image's label.
 # When the Dockerfile's base image cannot be pulled (no registry reachable), it is
 # bootstrapped with debootstrap and imported under the tag the Dockerfile names.
+# The wheels that sandbox-image/requirements.txt pins (libraries Debian lacks) are downloaded
+# into sandbox-image/wheels/ first, so the build itself needs no network; that folder is not
+# hashed, since the pinned requirements decide its content.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -10,9 +13,15 @@ IMAGE="${LOCALBOX_SANDBOX_IMAGE:-localbox-sandbox:latest}"
 CONTEXT=sandbox-image
 log() { printf '==> %s\n' "$*" >&2; }
 
-hash=$(cd "$CONTEXT" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+hash=$(cd "$CONTEXT" && find . -path ./wheels -prune -o -name __pycache__ -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 current=$(docker image inspect -f '{{ index .Config.Labels "localbox.content-hash" }}' "$IMAGE" 2>/dev/null || true)
 if [ "$current" = "$hash" ]; then
+  exit 0
+fi
+# A custom image (README: Sandbox image) says so in its role label: it is never rebuilt here.
+role=$(docker image inspect -f '{{ index .Config.Labels "localbox.role" }}' "$IMAGE" 2>/dev/null || true)
+if [ -n "$role" ] && [ "$role" != sandbox-image ]; then
+  log "$IMAGE is a custom sandbox image (localbox.role=$role); using it as it is"
   exit 0
 fi
 
@@ -42,6 +51,7 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   fi
 fi
 
+<<<<<<< HEAD
 if [ -z "$current" ]; then
   log "building sandbox image $IMAGE: about 1.4 GB (Python with the usual data libraries);"
   log "the first build takes a few minutes, later ones only run when sandbox-image/ changes"
@@ -53,6 +63,25 @@ started=$(date +%s)
 # for a hang.
 ( while sleep 20; do log "  ... still building ($(( $(date +%s) - started )) s)"; done ) &
 ticker=$!
+=======
+log "collecting the wheels sandbox-image/requirements.txt pins"
+pip=(python3 -m pip)
+[ -x .venv/bin/python ] && pip=(.venv/bin/python -m pip)
+arch=$(uname -m)  # the engine runs images of this machine's architecture
+wheel_log=$(mktemp /tmp/localbox-wheels.XXXXXX)
+if ! "${pip[@]}" download -q --disable-pip-version-check --no-deps --require-hashes \
+  --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 \
+  --platform "manylinux_2_28_$arch" --platform "manylinux_2_17_$arch" --platform "manylinux2014_$arch" \
+  -r "$CONTEXT/requirements.txt" -d "$CONTEXT/wheels" >"$wheel_log" 2>&1; then
+  grep -v "WARNING: Location" "$wheel_log" >&2
+  echo "could not download the wheels $CONTEXT/requirements.txt names (is the package index reachable?)" >&2
+  rm -f "$wheel_log"
+  exit 1
+fi
+rm -f "$wheel_log"
+
+log "building sandbox image $IMAGE (content hash $hash)"
+>>>>>>> issue12-libs
 DOCKER_BUILDKIT=0 docker build --label "localbox.content-hash=$hash" --label localbox.role=sandbox-image \
   -t "$IMAGE" "$CONTEXT" 2>&1 | grep --line-buffered -E '^Step|^Successfully|rror' >&2 || true
 kill "$ticker" 2>/dev/null || true
