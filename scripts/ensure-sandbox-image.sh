@@ -51,19 +51,6 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   fi
 fi
 
-<<<<<<< HEAD
-if [ -z "$current" ]; then
-  log "building sandbox image $IMAGE: about 1.4 GB (Python with the usual data libraries);"
-  log "the first build takes a few minutes, later ones only run when sandbox-image/ changes"
-else
-  log "rebuilding sandbox image $IMAGE: sandbox-image/ changed (content hash $hash)"
-fi
-started=$(date +%s)
-# A line now and then while a long step (the package install) runs, so it is not mistaken
-# for a hang.
-( while sleep 20; do log "  ... still building ($(( $(date +%s) - started )) s)"; done ) &
-ticker=$!
-=======
 log "collecting the wheels sandbox-image/requirements.txt pins"
 pip=(python3 -m pip)
 [ -x .venv/bin/python ] && pip=(.venv/bin/python -m pip)
@@ -80,8 +67,18 @@ if ! "${pip[@]}" download -q --disable-pip-version-check --no-deps --require-has
 fi
 rm -f "$wheel_log"
 
-log "building sandbox image $IMAGE (content hash $hash)"
->>>>>>> issue12-libs
+
+if [ -z "$current" ]; then
+  log "building sandbox image $IMAGE: about 2.3 GB (Python with the usual data, office and PDF libraries);"
+  log "the first build takes a few minutes, later ones only run when sandbox-image/ changes"
+else
+  log "rebuilding sandbox image $IMAGE: sandbox-image/ changed (content hash $hash)"
+fi
+started=$(date +%s)
+# A line now and then while a long step (the package install) runs, so it is not mistaken
+# for a hang.
+( while sleep 20; do log "  ... still building ($(( $(date +%s) - started )) s)"; done ) &
+ticker=$!
 DOCKER_BUILDKIT=0 docker build --label "localbox.content-hash=$hash" --label localbox.role=sandbox-image \
   -t "$IMAGE" "$CONTEXT" 2>&1 | grep --line-buffered -E '^Step|^Successfully|rror' >&2 || true
 kill "$ticker" 2>/dev/null || true
