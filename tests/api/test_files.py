@@ -220,6 +220,10 @@ def test_the_sweep_removes_an_expired_file_for_real(tmp_path: Path) -> None:
             client.files.retrieve(f.id)
         with pytest.raises(openai.NotFoundError):
             client.files.content(f.id)
+        with pytest.raises(openai.NotFoundError) as info:
+            client.containers.create(name="late", file_ids=[f.id])
+        assert info.value.param == "file_ids"
+        assert f.id not in {g.id for g in client.files.list()}
 
         deadline = time.monotonic() + 15
         while True:
