@@ -157,6 +157,7 @@ def create_app(
             log.warning("reconcile skipped at start: %s", exc)
         scheduler = Scheduler(
             container_service,
+            file_service,
             sweep_seconds=settings.expiry_sweep_seconds,
             reconcile_seconds=settings.reconcile_seconds,
         )

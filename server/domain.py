@@ -76,6 +76,11 @@ class File(Listed):
     created_at: int
     purpose: str
     status: str = "processed"
+    expires_at: int | None = None
+    """Unix seconds after which the file is gone; None when it does not expire."""
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 @dataclass(frozen=True)

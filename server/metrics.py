@@ -62,6 +62,9 @@ DOWNLOAD_BYTES = Counter(
 )
 SWEEPS = Counter("localbox_expiry_sweeps", "Expiry sweeps run.", registry=None)
 SWEPT = Counter("localbox_containers_expired", "Containers expired by the sweeps.", registry=None)
+FILES_SWEPT = Counter(
+    "localbox_files_expired", "Files-API files removed by the sweeps.", registry=None
+)
 RECONCILE = Counter(
     "localbox_reconcile_actions",
     "What reconciliation did: orphan sandboxes removed, records of vanished sandboxes "
@@ -104,6 +107,7 @@ _OWN = (
     DOWNLOAD_BYTES,
     SWEEPS,
     SWEPT,
+    FILES_SWEPT,
     RECONCILE,
     HTTP_RESPONSES,
     HTTP_SECONDS,
@@ -137,9 +141,10 @@ def count_download(route: str, nbytes: int) -> None:
     DOWNLOAD_BYTES.labels(route).inc(nbytes)
 
 
-def observe_sweep(expired: int) -> None:
+def observe_sweep(expired: int, files_expired: int = 0) -> None:
     SWEEPS.inc()
     SWEPT.inc(expired)
+    FILES_SWEPT.inc(files_expired)
 
 
 def count_reconcile(action: str) -> None:

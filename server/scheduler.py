@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -10,17 +11,25 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from server import metrics
 from server.runtime import SandboxRuntimeError
 from server.services.containers import ContainerService
+from server.services.files import FileService
 
 log = logging.getLogger("localbox.scheduler")
 
 
 class Scheduler:
-    """Expiry sweeps every few seconds; reconciliation with the runtime on a slow schedule."""
+    """Expiry sweeps (containers, then files) every few seconds; reconciliation with the
+    runtime on a slow schedule."""
 
     def __init__(
-        self, containers: ContainerService, *, sweep_seconds: float, reconcile_seconds: float
+        self,
+        containers: ContainerService,
+        files: FileService,
+        *,
+        sweep_seconds: float,
+        reconcile_seconds: float,
     ) -> None:
         self._containers = containers
+        self._files = files
         self._scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
@@ -42,10 +51,18 @@ class Scheduler:
         self._scheduler.shutdown(wait=True)
 
     def _sweep(self) -> None:
+        # Each half runs even when the other fails: a Docker outage must not keep files.
+        containers: Sequence[str] = ()
+        files: Sequence[str] = ()
         try:
-            metrics.observe_sweep(len(self._containers.expire_due()))
+            containers = self._containers.expire_due()
         except Exception:
-            log.exception("expiry sweep failed")
+            log.exception("container expiry sweep failed")
+        try:
+            files = self._files.expire_due()
+        except Exception:
+            log.exception("file expiry sweep failed")
+        metrics.observe_sweep(len(containers), len(files))
 
     def _reconcile(self) -> None:
         try:

@@ -10,6 +10,7 @@ from server.api.deps import Files, FilesLimit, OrderParam, require_free_disk
 from server.api.schemas import Deleted, FileObject, Page, page_of
 from server.api.uploads import content_headers, multipart_file
 from server.errors import InvalidRequest
+from server.services.files import ExpiresAfter
 
 router = APIRouter(prefix="/files", tags=["files"])
 
@@ -21,8 +22,18 @@ async def create_file(request: Request, service: Files) -> FileObject:
             raise InvalidRequest("Missing required parameter: 'file'.", "file")
         if "purpose" not in fields:
             raise InvalidRequest("Missing required parameter: 'purpose'.", "purpose")
+        expires_after = None
+        if any(key.startswith("expires_after") for key in fields):
+            expires_after = ExpiresAfter(
+                fields.get("expires_after[anchor]"), fields.get("expires_after[seconds]")
+            )
         file = await run_in_threadpool(
-            service.upload, upload.filename, fields["purpose"], upload.file, upload.size
+            service.upload,
+            upload.filename,
+            fields["purpose"],
+            upload.file,
+            upload.size,
+            expires_after,
         )
     return FileObject.of(file)
 

@@ -129,6 +129,7 @@ class FileObject(BaseModel):
     filename: str
     purpose: str
     status: str
+    expires_at: int | None = None
 
     @classmethod
     def of(cls, f: domain.File) -> FileObject:
@@ -139,6 +140,7 @@ class FileObject(BaseModel):
             filename=f.filename,
             purpose=f.purpose,
             status=f.status,
+            expires_at=f.expires_at,
         )
 
 

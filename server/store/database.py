@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from server.store import tables as _tables  # noqa: F401  (registers the tables)
+from server.store.migrations import migrate
 
 
 class Database:
@@ -27,7 +28,9 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def create_tables(self) -> None:
+        """Create missing tables, then add columns that older databases lack."""
         SQLModel.metadata.create_all(self.engine)
+        migrate(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

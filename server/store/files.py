@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlmodel import func, select
+from sqlmodel import col, func, or_, select
 
 from server.domain import File, Page, PageQuery
 from server.store.repository import Repository
@@ -22,6 +22,7 @@ def _to_domain(rec: FileRecord) -> File:
         created_at=rec.created_at,
         purpose=rec.purpose,
         status=rec.status,
+        expires_at=rec.expires_at,
     )
 
 
@@ -34,11 +35,29 @@ class FileRepository(Repository[FileRecord, File]):
     def to_record(self, item: File) -> FileRecord:
         return FileRecord(**vars(item))
 
-    def list_page(self, query: PageQuery, purpose: str | None = None) -> Page[File]:
+    def list_page(
+        self, query: PageQuery, purpose: str | None = None, live_at: int | None = None
+    ) -> Page[File]:
+        """A page of files; with live_at, only those not yet expired at that time."""
         stmt = select(FileRecord)
+        if live_at is not None:
+            stmt = stmt.where(
+                or_(col(FileRecord.expires_at).is_(None), col(FileRecord.expires_at) > live_at)
+            )
         if purpose is not None:
             stmt = stmt.where(FileRecord.purpose == purpose)
         return self._page(stmt, query)
+
+    def expired_ids(self, now: int, limit: int = 500) -> list[str]:
+        """Ids of files whose expires_at has come (expires_at <= now), oldest deadline first."""
+        stmt = (
+            select(FileRecord.id)
+            .where(col(FileRecord.expires_at).is_not(None), col(FileRecord.expires_at) <= now)
+            .order_by(col(FileRecord.expires_at))
+            .limit(limit)
+        )
+        with self._db.session() as s:
+            return list(s.exec(stmt).all())
 
     def total_bytes(self) -> int:
         with self._db.session() as s:

@@ -51,3 +51,4 @@ class FileRecord(SQLModel, table=True):
     created_at: int
     purpose: str = Field(index=True)
     status: str = "processed"
+    expires_at: int | None = Field(default=None, index=True)

@@ -6,6 +6,8 @@ import hashlib
 import os
 import re
 import socket
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import LocalboxServer, _serve
+from tests.conftest import LocalboxServer, _serve, serving
 
 
 def test_upload_retrieve_content_delete(client: openai.OpenAI, tmp_path: Path) -> None:
@@ -141,3 +143,98 @@ def test_client_disconnect_mid_upload_leaves_nothing(
     sandbox = docker_client.containers.get(f"localbox-{c.id}")
     assert sandbox.exec_run(["ls", "-A", "/mnt/data"]).output == b""
     assert httpx.get(f"{small_limit_server.url}/health").status_code == 200
+
+
+def test_expires_after_sets_expires_at(server: LocalboxServer, client: openai.OpenAI) -> None:
+    f = client.files.create(
+        file=("e.txt", b"e"),
+        purpose="assistants",
+        expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    assert f.expires_at == f.created_at + 3600
+    assert client.files.retrieve(f.id).expires_at == f.expires_at
+    listed = {g.id: g for g in client.files.list(purpose="assistants")}
+    assert listed[f.id].expires_at == f.expires_at
+    plain = client.files.create(file=("p.txt", b"p"), purpose="user_data")
+    assert plain.expires_at is None
+    r = httpx.get(f"{server.base_url}/files/{plain.id}")
+    assert "expires_at" in r.json()
+    assert r.json()["expires_at"] is None
+
+
+def test_batch_files_expire_after_thirty_days_by_default(client: openai.OpenAI) -> None:
+    f = client.files.create(file=("b.jsonl", b"{}\n"), purpose="batch")
+    assert f.expires_at == f.created_at + 2_592_000
+    g = client.files.create(
+        file=("b.jsonl", b"{}\n"),
+        purpose="batch",
+        expires_after={"anchor": "created_at", "seconds": 86400},
+    )
+    assert g.expires_at == g.created_at + 86400
+
+
+@pytest.mark.parametrize(
+    ("expires_after", "param"),
+    [
+        ({"anchor": "last_active_at", "seconds": 3600}, "expires_after.anchor"),
+        ({"seconds": 3600}, "expires_after.anchor"),
+        ({"anchor": "created_at"}, "expires_after.seconds"),
+        ({"anchor": "created_at", "seconds": 3599}, "expires_after.seconds"),
+        ({"anchor": "created_at", "seconds": 2_592_001}, "expires_after.seconds"),
+        ({"anchor": "created_at", "seconds": "soon"}, "expires_after.seconds"),
+    ],
+)
+def test_bad_expires_after_is_400_with_param(
+    client: openai.OpenAI, expires_after: dict[str, object], param: str
+) -> None:
+    before = {f.id for f in client.files.list()}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.files.create(
+            file=("x.txt", b"x"),
+            purpose="assistants",
+            expires_after=expires_after,  # type: ignore[arg-type]
+        )
+    assert info.value.param == param
+    assert {f.id for f in client.files.list()} == before
+
+
+def test_the_sweep_removes_an_expired_file_for_real(tmp_path: Path) -> None:
+    """A real server sweeping every second: a file whose expires_at has passed is 404 at once,
+    and the sweep then removes its record and its bytes."""
+    with serving(tmp_path / "data", {"LOCALBOX_EXPIRY_SWEEP_SECONDS": "1"}) as server:
+        client = server.client(max_retries=0)
+        f = client.files.create(
+            file=("soon.txt", b"soon"),
+            purpose="assistants",
+            expires_after={"anchor": "created_at", "seconds": 3600},
+        )
+        kept = client.files.create(file=("kept.txt", b"kept"), purpose="assistants")
+        blob = server.data_dir / "files" / f.id
+        assert blob.exists()
+        db_path = server.data_dir / "localbox.db"
+        # The shortest expiry allowed is an hour: move the deadline into the past instead.
+        with sqlite3.connect(db_path) as db:
+            db.execute("UPDATE files SET expires_at = expires_at - 7200 WHERE id = ?", (f.id,))
+        db.close()
+        with pytest.raises(openai.NotFoundError):
+            client.files.retrieve(f.id)
+        with pytest.raises(openai.NotFoundError):
+            client.files.content(f.id)
+        with pytest.raises(openai.NotFoundError) as info:
+            client.containers.create(name="late", file_ids=[f.id])
+        assert info.value.param == "file_ids"
+        assert f.id not in {g.id for g in client.files.list()}
+
+        deadline = time.monotonic() + 15
+        while True:
+            with sqlite3.connect(db_path) as db:
+                rows = db.execute("SELECT count(*) FROM files WHERE id = ?", (f.id,)).fetchone()
+            db.close()
+            if rows[0] == 0 and not blob.exists():
+                break
+            assert time.monotonic() < deadline, "the sweep did not remove the expired file"
+            time.sleep(0.1)
+        assert client.files.retrieve(kept.id).id == kept.id
+        assert (server.data_dir / "files" / kept.id).exists()
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert "localbox_files_expired_total 1.0" in metrics
