@@ -19,15 +19,8 @@ from server.store import (
     Database,
     FileRepository,
 )
+from tests.services.clock import Clock
 from tests.services.memory_runtime import MemoryRuntime
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 2_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -19,16 +19,8 @@ from server.store import (
     Database,
     FileRepository,
 )
+from tests.services.clock import Clock
 from tests.services.memory_runtime import MemoryRuntime
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 ACTIVITY = Activity()
 
@@ -37,7 +29,7 @@ ACTIVITY = Activity()
 def parts(tmp_path: Path) -> tuple[ContainerService, MemoryRuntime, Clock]:
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     db.create_tables()
-    runtime, clock = MemoryRuntime(), Clock()
+    runtime, clock = MemoryRuntime(), Clock(1_000_000.0)
     containers = ContainerRepository(db)
     files = FileService(FileRepository(db), BlobStore(tmp_path / "blobs"), clock, max_bytes=1 << 20)
     container_files = ContainerFileService(

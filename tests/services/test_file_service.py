@@ -10,14 +10,7 @@ import pytest
 from server.errors import FileNotFound, InvalidRequest
 from server.services.files import ExpiresAfter, FileService
 from server.store import BlobStore, Database, FileRepository
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 2_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.services.clock import Clock
 
 
 @pytest.fixture
