@@ -64,7 +64,7 @@ def test_a_stream_whose_client_leaves_is_interrupted_and_frees_the_container(
 
 
 # 50 calls at once on one container, from a process of their own (so that measuring beside
-# them is not slowed by this process's threads); prints their status codes and first error.
+# them is not slowed by this process's threads); prints their status codes and errors.
 PILE_UP = """
 import concurrent.futures, json, sys, httpx
 url = sys.argv[1]
@@ -80,8 +80,10 @@ print(json.dumps(answers))
 def test_calls_pile_up_to_the_queue_depth_then_get_429(
     abuse_server: LocalboxServer, bystander: str, victim: str
 ) -> None:
+    # Niced, so that what is measured is the server, not two processes sharing two cores.
     load = subprocess.Popen(
-        [sys.executable, "-c", PILE_UP, exec_url(abuse_server, victim)], stdout=subprocess.PIPE
+        ["nice", "-n", "19", sys.executable, "-c", PILE_UP, exec_url(abuse_server, victim)],
+        stdout=subprocess.PIPE,
     )
     latencies: list[float] = []
     with httpx.Client(timeout=10) as http:
