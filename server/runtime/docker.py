@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import BinaryIO, cast
@@ -197,18 +198,7 @@ class DockerRuntime:
         return AttachChannel(sock, f"{container_id} fileops")
 
     def _fileops_output(self, container_id: str, args: list[str], action: str) -> bytes:
-        channel = self._fileops(container_id, args, action)
-        parts = []
-        try:
-            while True:
-                chunk = channel.receive(60)
-                if chunk is None:
-                    raise SandboxRuntimeError(f"{action}: no answer from the sandbox")
-                parts.append(chunk)
-        except AgentGone:
-            return b"".join(parts)
-        finally:
-            channel.close()
+        return b"".join(_helper_output(self._fileops(container_id, args, action), action))
 
     def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
         sandbox = self._sandbox(container_id)
@@ -218,18 +208,24 @@ class DockerRuntime:
                 raise SandboxRuntimeError("write file: the engine refused the archive")
 
     def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
-        self._sandbox(container_id)
-        channel = self._fileops(container_id, ["read", path], "read file")
+        chunks = _helper_output(
+            self._fileops(container_id, ["read", path], "read file"), "read file"
+        )
+        head = b""
         try:
-            head, rest = _first_line(channel, "read file")
+            for chunk in chunks:  # up to the status line
+                head += chunk
+                if b"\n" in head or len(head) > 4096:
+                    break
         except BaseException:
-            channel.close()
+            chunks.close()
             raise
-        status, _, value = head.partition(b" ")
+        status_line, _, rest = head.partition(b"\n")
+        status, _, value = status_line.partition(b" ")
         if status != b"ok" or not value.isdigit():
-            channel.close()
+            chunks.close()
             raise SandboxFileNotFound(value.decode(errors="replace") or path)
-        return int(value), _rest_of(channel, rest)
+        return int(value), itertools.chain([rest] if rest else [], chunks)
 
     def delete_file(self, container_id: str, path: str) -> None:
         self._fileops_output(container_id, ["delete", path], "delete file")
@@ -324,31 +320,13 @@ class DockerRuntime:
             log.warning("could not clean up sandbox %s: %s", container_id, exc)
 
 
-def _first_line(channel: AttachChannel, action: str) -> tuple[bytes, bytes]:
-    """The helper's status line, and whatever came after it."""
-    buffer = b""
-    while b"\n" not in buffer:
-        try:
-            chunk = channel.receive(60)
-        except AgentGone:
-            break
-        if chunk is None:
-            raise SandboxRuntimeError(f"{action}: no answer from the sandbox")
-        buffer += chunk
-        if len(buffer) > 4096:
-            break
-    head, _, rest = buffer.partition(b"\n")
-    return head, rest
-
-
-def _rest_of(channel: AttachChannel, first: bytes) -> Iterator[bytes]:
+def _helper_output(channel: AttachChannel, action: str) -> Generator[bytes, None, None]:
+    """What the file helper writes, a chunk at a time, until it exits; closes the channel."""
     try:
-        if first:
-            yield first
         while True:
             chunk = channel.receive(60)
             if chunk is None:
-                raise SandboxRuntimeError("read file: the sandbox stopped sending")
+                raise SandboxRuntimeError(f"{action}: the sandbox stopped answering")
             yield chunk
     except AgentGone:
         return

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -78,13 +78,18 @@ def truncation_marker(dropped: int) -> str:
 class ExecCall:
     """One call under way: its events in order, and cancel() for a listener that leaves."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, request: ExecRequest) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        request: ExecRequest,
+        cancel: Callable[[], None],
+    ) -> None:
         self.request = request
         self._loop = loop
         self._events: asyncio.Queue[StreamEvent | BaseException] = asyncio.Queue()
         self.finished = False
         self.cancel_requested = False
-        self._cancel = lambda: None
+        self._cancel = cancel
 
     def put(self, item: StreamEvent | BaseException) -> None:
         """Hand an event over from the worker thread."""
@@ -181,8 +186,7 @@ class ExecutionService:
                 max_error_bytes=self.max_error_bytes,
             )
             loop = asyncio.get_running_loop()
-            call = ExecCall(loop, request)
-            call._cancel = lambda: self._runtime.cancel(container_id, request.id)
+            call = ExecCall(loop, request, lambda: self._runtime.cancel(container_id, request.id))
             work = loop.run_in_executor(self._executor, self._work, container_id, call)
         except BaseException:
             release()

@@ -149,17 +149,16 @@ class Agent:
             for p, (s, m) in after.items()
             if before.get(p) != (s, m)
         ]
+        removed = [p for p in before if p not in after]
         result.update(
             id=request_id,
             type="done",
             files=changed[:MAX_FILES_IN_DONE],
-            files_incomplete=len(changed) > MAX_FILES_IN_DONE,
-            removed=[p for p in before if p not in after][:MAX_FILES_IN_DONE],
+            removed=removed[:MAX_FILES_IN_DONE],
+            files_incomplete=max(len(changed), len(removed)) > MAX_FILES_IN_DONE,
             truncated=out.dropped,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        if len(before) - len(after.keys() & before.keys()) > MAX_FILES_IN_DONE:
-            result["files_incomplete"] = True
         self.emitter.emit(result)
 
 
