@@ -17,6 +17,7 @@ from server.api import metrics as metrics_api
 from server.api.deps import require_api_key
 from server.api.uploads import BodyLimitMiddleware
 from server.config import Settings
+from server.domain import MEMORY_LIMITS
 from server.errors import install_error_handlers
 from server.ids import Clock, system_clock
 from server.instance import load_instance_id
@@ -29,6 +30,7 @@ from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
 from server.services.execution import ExecutionService
 from server.services.files import FileService
+from server.services.warm_pool import WarmPool
 from server.store import (
     BlobStore,
     ContainerFileRepository,
@@ -89,6 +91,12 @@ def create_app(
         disk_limit=settings.sandbox_disk_bytes,
     )
     activity = Activity()
+    pool = WarmPool(
+        runtime,
+        size=settings.warm_pool,
+        memory_bytes=MEMORY_LIMITS["1g"],
+        warm_imports=settings.warm_import_list,
+    )
     container_service = ContainerService(
         container_repo,
         container_file_service,
@@ -98,6 +106,7 @@ def create_app(
         default_minutes=settings.default_expiry_minutes,
         max_minutes=settings.max_expiry_minutes,
         capacity=capacity,
+        pool=pool,
     )
 
     execution_service = ExecutionService(
@@ -162,11 +171,13 @@ def create_app(
             reconcile_seconds=settings.reconcile_seconds,
         )
         scheduler.start()
+        await run_in_threadpool(pool.start)
         log.info("localbox ready (data dir %s, instance %s)", data_dir, instance_id)
         try:
             yield
         finally:
             await run_in_threadpool(scheduler.shutdown)
+            await run_in_threadpool(pool.close)
             execution_service.close()
             db.close()
 

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     exec_max_image_bytes: int = Field(default=16 << 20, ge=1024)
     exec_max_error_bytes: int = Field(default=64 << 10, ge=1024)
     exec_queue_depth: int = Field(default=8, ge=0)
+    warm_pool: int = Field(default=2, ge=0, le=64)
+    warm_imports: str = "numpy,pandas,matplotlib.pyplot"
     sandbox_disk_bytes: int = Field(default=1 << 30, ge=0)
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
     reconcile_seconds: float = Field(default=60.0, gt=0)
@@ -82,6 +84,11 @@ class Settings(BaseSettings):
     def allowed_host_list(self) -> list[str]:
         """Host names accepted without keys besides the loopback ones (lower case, no port)."""
         return [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]
+
+    @property
+    def warm_import_list(self) -> list[str]:
+        """Modules the warm pool's spares import ahead of need."""
+        return [m.strip() for m in self.warm_imports.split(",") if m.strip()]
 
     @property
     def resolved_data_dir(self) -> Path:

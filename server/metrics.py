@@ -72,6 +72,13 @@ RECONCILE = Counter(
     ["action"],
     registry=None,
 )
+POOL_CLAIMS = Counter(
+    "localbox_warm_pool_claims",
+    "Container creates by how they got a sandbox: a spare from the warm pool (warm), a spare "
+    "that could not be claimed (failed), or none ready (cold).",
+    ["outcome"],
+    registry=None,
+)
 HTTP_RESPONSES = Counter(
     "localbox_http_responses",
     "HTTP responses, by method, route template and status code.",
@@ -109,6 +116,7 @@ _OWN = (
     SWEPT,
     FILES_SWEPT,
     RECONCILE,
+    POOL_CLAIMS,
     HTTP_RESPONSES,
     HTTP_SECONDS,
 )
@@ -117,6 +125,8 @@ for _outcome in EXEC_OUTCOMES:
 for _action in RECONCILE_ACTIONS:
     RECONCILE.labels(_action)
 CREATES.labels("ok")
+for _outcome in ("warm", "failed", "cold"):
+    POOL_CLAIMS.labels(_outcome)
 for _reason in CONNECTION_REASONS:
     CONNECTIONS_CLOSED.labels(_reason)
 
@@ -145,6 +155,10 @@ def observe_sweep(expired: int, files_expired: int = 0) -> None:
     SWEEPS.inc()
     SWEPT.inc(expired)
     FILES_SWEPT.inc(files_expired)
+
+
+def count_pool_claim(outcome: str) -> None:
+    POOL_CLAIMS.labels(outcome).inc()
 
 
 def count_reconcile(action: str) -> None:

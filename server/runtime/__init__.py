@@ -15,6 +15,7 @@ from server.runtime.base import (
     SandboxRuntime,
     SandboxRuntimeError,
     SandboxSpec,
+    SpareInfo,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "SandboxRuntime",
     "SandboxRuntimeError",
     "SandboxSpec",
+    "SpareInfo",
 ]

@@ -58,19 +58,20 @@ class AgentClient:
 
     def execute(self, request: ExecRequest) -> Iterator[ExecEvent]:
         self._reader.max_line = max_frame(request)
-        self._send(
-            {
-                "op": "exec",
-                "id": request.id,
-                "code": request.code,
-                "language": request.language,
-                "timeout": request.timeout,
-                "max_output": request.max_output,
-                "max_image_bytes": request.max_image_bytes,
-                "max_error_bytes": request.max_error_bytes,
-                "disk_limit": request.disk_limit,
-            }
-        )
+        message: dict[str, Any] = {
+            "op": "exec",
+            "id": request.id,
+            "code": request.code,
+            "language": request.language,
+            "timeout": request.timeout,
+            "max_output": request.max_output,
+            "max_image_bytes": request.max_image_bytes,
+            "max_error_bytes": request.max_error_bytes,
+            "disk_limit": request.disk_limit,
+        }
+        if request.silent:
+            message["silent"] = True
+        self._send(message)
         deadline = time.monotonic() + request.timeout + AGENT_GRACE_SECONDS
         while True:
             frame = self._next(deadline)

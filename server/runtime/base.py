@@ -39,6 +39,15 @@ class SandboxInfo:
 
 
 @dataclass(frozen=True)
+class SpareInfo:
+    """A spare sandbox: created and started ahead of need, owned by no container yet."""
+
+    spare_id: str
+    state: SandboxState
+    created_at: float
+
+
+@dataclass(frozen=True)
 class SandboxFile:
     """A regular file under the sandbox's data directory; path is relative to it."""
 
@@ -60,6 +69,8 @@ class ExecRequest:
     """Base64 bytes of images per call."""
     max_error_bytes: int = 64 << 10
     """Bytes of an error's value, and of its traceback."""
+    silent: bool = False
+    """Run without a trace in the interpreter's history or execution count (warm-ups)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,23 @@ class SandboxRuntime(Protocol):
         """Start a stopped sandbox again."""
 
     def list_sandboxes(self) -> list[SandboxInfo]:
-        """Every sandbox this server instance manages."""
+        """Every sandbox this server instance manages for a container (spares excluded)."""
+
+    def create_spare(self, spare_id: str, memory_bytes: int) -> None:
+        """Create and start a sandbox that no container owns yet; the other methods take
+        spare_id in place of a container id until it is claimed."""
+
+    def list_spares(self) -> list[SpareInfo]:
+        """Every spare sandbox of this server instance."""
+
+    def claim_spare(self, spare_id: str, spec: SandboxSpec) -> None:
+        """Make the spare the sandbox of spec.container_id, with spec's memory limit; from
+        then on it is addressed by that container id only. SandboxRuntimeError if the spare
+        is gone or does not answer (the caller then creates a sandbox instead)."""
+
+    def prune_volumes(self, grace_seconds: float) -> int:
+        """Remove this instance's storage that no sandbox uses any more (older than grace);
+        return how many went."""
 
     def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
         """Write size bytes from source to path (relative to /mnt/data), replacing any file."""

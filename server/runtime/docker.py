@@ -6,6 +6,7 @@ import itertools
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -30,6 +31,7 @@ from server.runtime.base import (
     SandboxRuntimeError,
     SandboxSpec,
     SandboxState,
+    SpareInfo,
 )
 from server.runtime.docker_attach import AttachChannel
 from server.runtime.tar_stream import tar_one_file
@@ -39,6 +41,9 @@ log = logging.getLogger("localbox.runtime")
 LABEL_CONTAINER = "localbox.container_id"
 LABEL_INSTANCE = "localbox.instance"
 LABEL_MANAGED = "localbox.managed"
+LABEL_SPARE = "localbox.spare"
+NAME_PREFIX = "localbox-"
+SPARE_PREFIX = "spare_"
 SANDBOX_UID = 1000
 # The agent runs as root inside the sandbox, with only what it needs to start the user's
 # code as SANDBOX_UID, stop it, and see every file under /mnt/data; the user's code keeps
@@ -50,7 +55,9 @@ FILEOPS = ["python3", "-I", "-S", "/opt/localbox/localbox_agent/fileops.py"]
 
 
 def sandbox_name(container_id: str) -> str:
-    return f"localbox-{container_id}"
+    """The Docker name of a sandbox, and its only link to its container: labels cannot
+    change, so a spare that a container claims is renamed to the container's name."""
+    return f"{NAME_PREFIX}{container_id}"
 
 
 @contextmanager
@@ -116,8 +123,55 @@ class DockerRuntime:
             self.client.ping()
 
     def create(self, spec: SandboxSpec) -> None:
-        name = sandbox_name(spec.container_id)
-        labels = self.labels(spec.container_id)
+        self._run(spec.container_id, self.labels(spec.container_id), spec.memory_bytes)
+
+    def create_spare(self, spare_id: str, memory_bytes: int) -> None:
+        labels = {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_SPARE: "true"}
+        self._run(spare_id, labels, memory_bytes)
+
+    def list_spares(self) -> list[SpareInfo]:
+        return [
+            SpareInfo(ident, state, created)
+            for ident, state, created in self._managed()
+            if ident.startswith(SPARE_PREFIX)
+        ]
+
+    def claim_spare(self, spare_id: str, spec: SandboxSpec) -> None:
+        sandbox = self._sandbox(spare_id)
+        with _translated("claim spare sandbox"):
+            if sandbox.status != "running":
+                raise SandboxRuntimeError(f"spare {spare_id} is {sandbox.status}")
+            limit = sandbox.attrs.get("HostConfig", {}).get("Memory")
+            if limit != spec.memory_bytes:
+                self.client.api.update_container(
+                    sandbox_name(spare_id),
+                    mem_limit=spec.memory_bytes,
+                    memswap_limit=spec.memory_bytes,
+                )
+        agent = self._answering_agent(spare_id)
+        with _translated("claim spare sandbox"):
+            self.client.api.rename(sandbox_name(spare_id), sandbox_name(spec.container_id))
+        with self._lock:
+            self._agents[spec.container_id] = self._agents.pop(spare_id, agent)
+
+    def prune_volumes(self, grace_seconds: float) -> int:
+        removed = 0
+        now = time.time()
+        with _translated("prune volumes"):
+            dangling = self.client.volumes.list(
+                filters={"label": f"{LABEL_INSTANCE}={self.instance}", "dangling": True}
+            )
+            for volume in dangling:
+                if now - _timestamp(volume.attrs.get("CreatedAt")) < grace_seconds:
+                    continue  # its sandbox may be being created
+                with suppress(docker.errors.NotFound, docker.errors.APIError):
+                    volume.remove(force=True)
+                    removed += 1
+        return removed
+
+    def _run(self, ident: str, labels: dict[str, str], memory_bytes: int) -> None:
+        """Create and start one hardened sandbox named for ident, with its own volume."""
+        name = sandbox_name(ident)
         client = self.client
         try:
             with _translated("create sandbox"):
@@ -135,8 +189,8 @@ class DockerRuntime:
                     environment={"LOCALBOX_DISK_LIMIT": str(self.disk_limit)},
                     security_opt=["no-new-privileges"],
                     pids_limit=self.pids_limit,
-                    mem_limit=spec.memory_bytes,
-                    memswap_limit=spec.memory_bytes,
+                    mem_limit=memory_bytes,
+                    memswap_limit=memory_bytes,
                     nano_cpus=int(self.cpus * 1e9),
                     read_only=True,
                     volumes={name: {"bind": DATA_PATH, "mode": "rw"}},
@@ -158,17 +212,20 @@ class DockerRuntime:
                 )
                 container.start()
         except SandboxRuntimeError:
-            self._remove_quietly(spec.container_id)
+            self._remove_quietly(ident)
             raise
 
     def destroy(self, container_id: str) -> None:
         self._drop_agent(container_id)
         name = sandbox_name(container_id)
+        volume = name  # a sandbox made for this container; a claimed spare's is its own
         with _translated("remove sandbox"):
             with suppress(docker.errors.NotFound):
-                self.client.containers.get(name).remove(force=True)
+                sandbox = self.client.containers.get(name)
+                volume = _data_volume(sandbox) or volume
+                sandbox.remove(force=True)
             with suppress(docker.errors.NotFound):
-                self.client.volumes.get(name).remove(force=True)
+                self.client.volumes.get(volume).remove(force=True)
 
     def start(self, container_id: str) -> None:
         sandbox = self._sandbox(container_id)
@@ -176,11 +233,27 @@ class DockerRuntime:
             sandbox.start()
 
     def list_sandboxes(self) -> list[SandboxInfo]:
+        return [
+            SandboxInfo(ident, state, created)
+            for ident, state, created in self._managed()
+            if not ident.startswith(SPARE_PREFIX)
+        ]
+
+    def _managed(self) -> list[tuple[str, SandboxState, float]]:
+        """(id, state, created) of this instance's sandboxes; the id comes from the name."""
         with _translated("list sandboxes"):
             found = self.client.containers.list(
                 all=True, filters={"label": [f"{LABEL_INSTANCE}={self.instance}"]}
             )
-            return [_info(c) for c in found if LABEL_CONTAINER in (c.labels or {})]
+        managed = []
+        for c in found:
+            name = c.name or ""
+            if not name.startswith(NAME_PREFIX):
+                continue
+            state: SandboxState = "running" if c.status == "running" else "stopped"
+            created = _timestamp(c.attrs.get("Created"))
+            managed.append((name.removeprefix(NAME_PREFIX), state, created))
+        return managed
 
     def _sandbox(self, container_id: str) -> DockerContainer:
         with _translated("find sandbox"):
@@ -307,6 +380,23 @@ class DockerRuntime:
             self._agents[container_id] = agent
         return agent
 
+    def _answering_agent(self, ident: str) -> AgentClient:
+        """The sandbox's agent once it answers a ping; an attach stream that died with an
+        engine restart is made again once."""
+        for attempt in (1, 2):
+            agent = self._agent(ident)
+            try:
+                agent.ping(timeout=2.0)
+                return agent
+            except AgentGone as exc:
+                self._drop_agent(ident)
+                if attempt == 2:
+                    raise SandboxRuntimeError(f"{ident} does not answer: {exc}") from exc
+            except AgentWedged as exc:
+                self._drop_agent(ident)
+                raise SandboxRuntimeError(f"{ident} does not answer: {exc}") from exc
+        raise AssertionError("unreachable")
+
     def _drop_agent(self, container_id: str) -> None:
         with self._lock:
             agent = self._agents.pop(container_id, None)
@@ -334,13 +424,19 @@ def _helper_output(channel: AttachChannel, action: str) -> Generator[bytes, None
         channel.close()
 
 
-def _info(container: DockerContainer) -> SandboxInfo:
-    state: SandboxState = "running" if container.status == "running" else "stopped"
-    created = str(container.attrs.get("Created", ""))
+def _timestamp(value: object) -> float:
+    """Seconds since the epoch of Docker's RFC 3339 times (nanoseconds are cut)."""
+    text = str(value or "")
     try:
-        created_at = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00").timestamp()
+        return datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00").timestamp()
     except ValueError:
-        created_at = 0.0
-    return SandboxInfo(
-        container_id=container.labels[LABEL_CONTAINER], state=state, created_at=created_at
-    )
+        return 0.0
+
+
+def _data_volume(sandbox: DockerContainer) -> str | None:
+    """The name of the volume mounted at the sandbox's data directory."""
+    for mount in sandbox.attrs.get("Mounts") or []:
+        if mount.get("Destination") == DATA_PATH and mount.get("Type") == "volume":
+            name = mount.get("Name")
+            return str(name) if name else None
+    return None

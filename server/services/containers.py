@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -17,6 +18,7 @@ from server.services.activity import Activity
 from server.services.capacity import Capacity
 from server.services.container_files import ContainerFileService
 from server.services.errors import runtime_errors
+from server.services.warm_pool import WarmPool
 from server.store import ContainerRepository
 
 log = logging.getLogger("localbox.containers")
@@ -46,6 +48,7 @@ class ContainerService:
         default_minutes: int = 20,
         max_minutes: int = 10080,
         capacity: Capacity | None = None,
+        pool: WarmPool | None = None,
     ) -> None:
         self._repo = repo
         self._files = files
@@ -55,6 +58,10 @@ class ContainerService:
         self._default_minutes = default_minutes
         self._max_minutes = max_minutes
         self._capacity = capacity
+        self._pool = pool
+        self._creating: set[str] = set()
+        """Containers whose sandbox exists before their record: reconcile spares them."""
+        self._creating_lock = threading.Lock()
 
     def _now(self) -> int:
         return int(self._clock())
@@ -93,9 +100,11 @@ class ContainerService:
         )
         spec = SandboxSpec(container_id=container.id, memory_bytes=MEMORY_LIMITS[memory_limit])
         slot = self._capacity.container_slot(memory_limit) if self._capacity else nullcontext()
-        with slot:
-            with runtime_errors("create the sandbox"):
-                self._runtime.create(spec)
+        with slot, self._in_flight(container.id):
+            warm = self._claim_spare(spec)
+            if not warm:
+                with runtime_errors("create the sandbox"):
+                    self._runtime.create(spec)
             try:
                 self._repo.add(container)
                 self._files.copy_in(container.id, sources)
@@ -104,8 +113,39 @@ class ContainerService:
                 self._files.forget(container.id)
                 self._runtime.destroy(container.id)
                 raise
-        log.info("created container %s (%s)", container.id, memory_limit)
+        log.info(
+            "created container %s (%s, %s)", container.id, memory_limit, "warm" if warm else "cold"
+        )
         return container
+
+    def _claim_spare(self, spec: SandboxSpec) -> bool:
+        """Give the container a spare from the warm pool; False when there is none to give."""
+        if self._pool is None or self._pool.size == 0:
+            return False
+        spare_id = self._pool.take()
+        if spare_id is None:
+            metrics.count_pool_claim("cold")
+            return False
+        claimed = False
+        try:
+            self._runtime.claim_spare(spare_id, spec)
+            claimed = True
+        except SandboxRuntimeError as exc:
+            log.warning("could not claim spare %s, starting a sandbox instead: %s", spare_id, exc)
+        finally:
+            self._pool.done(spare_id, claimed)
+        metrics.count_pool_claim("warm" if claimed else "failed")
+        return claimed
+
+    @contextmanager
+    def _in_flight(self, container_id: str) -> Iterator[None]:
+        with self._creating_lock:
+            self._creating.add(container_id)
+        try:
+            yield
+        finally:
+            with self._creating_lock:
+                self._creating.discard(container_id)
 
     def retrieve(self, container_id: str) -> Container:
         """Return the container and mark it active."""
@@ -161,10 +201,14 @@ class ContainerService:
         sandboxes = {s.container_id: s for s in self._runtime.list_sandboxes()}
         running_ids = set(self._repo.ids_with_status("running"))
         now = self._clock()
+        with self._creating_lock:
+            creating = set(self._creating)
         for cid, sandbox in sandboxes.items():
             if cid not in running_ids:
+                if cid in creating:
+                    continue  # its record is not written yet
                 if now - sandbox.created_at < grace_seconds and self._repo.get(cid) is None:
-                    continue  # a create may be in flight; its record is not written yet
+                    continue  # a create may be in flight in another process
                 log.info("removing sandbox %s: no running container owns it", cid)
                 self._runtime.destroy(cid)
                 metrics.count_reconcile("removed_orphan")
@@ -177,6 +221,9 @@ class ContainerService:
             self._repo.set_status(cid, "expired")
             self._files.forget(cid)
             metrics.count_reconcile("marked_expired")
+        if self._pool is not None:
+            self._pool.reconcile()
+        self._runtime.prune_volumes(grace_seconds=max(grace_seconds, 60.0))
 
     def _cursor(self, container_id: str | None, param: str) -> Cursor | None:
         if container_id is None:

@@ -12,6 +12,7 @@ from server.runtime import (
     SandboxInfo,
     SandboxNotFound,
     SandboxSpec,
+    SpareInfo,
 )
 
 
@@ -40,7 +41,28 @@ class MemoryRuntime:
 
     def list_sandboxes(self) -> list[SandboxInfo]:
         self.ping()
-        return list(self.sandboxes.values())
+        return [s for s in self.sandboxes.values() if not s.container_id.startswith("spare_")]
+
+    def create_spare(self, spare_id: str, memory_bytes: int) -> None:
+        self.create(SandboxSpec(spare_id, memory_bytes))
+
+    def list_spares(self) -> list[SpareInfo]:
+        self.ping()
+        return [
+            SpareInfo(s.container_id, s.state, s.created_at)
+            for s in self.sandboxes.values()
+            if s.container_id.startswith("spare_")
+        ]
+
+    def claim_spare(self, spare_id: str, spec: SandboxSpec) -> None:
+        if spare_id not in self.sandboxes:
+            raise SandboxNotFound(spare_id)
+        del self.sandboxes[spare_id]
+        self.sandboxes[spec.container_id] = SandboxInfo(spec.container_id, "running", 0.0)
+        self.files[spec.container_id] = self.files.pop(spare_id)
+
+    def prune_volumes(self, grace_seconds: float) -> int:
+        return 0
 
     def _files(self, container_id: str) -> dict[str, bytes]:
         self.ping()

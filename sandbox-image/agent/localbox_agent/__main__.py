@@ -132,7 +132,7 @@ class Agent:
                 pid = self.kernel.pid
                 result = run_bash(code, out, watch, {pid} if pid else set())
             else:
-                result = self.kernel.run(code, out, watch)
+                result = self.kernel.run(code, out, watch, silent=req.get("silent") is True)
             if procs.pids_exhausted():  # something left behind keeps forking: clear out
                 self.kernel.restart()
                 result.update(status="error", error=PIDS_ERROR, state_preserved=False)

@@ -138,7 +138,8 @@ class PythonKernel:
             except queue.Empty:
                 return
 
-    def run(self, code: str, out: Output, watch: Watch) -> dict[str, Any]:
+    def run(self, code: str, out: Output, watch: Watch, silent: bool = False) -> dict[str, Any]:
+        """Run code in the interpreter; silent code leaves no trace in its history."""
         try:
             self.ensure()
         except Exception as exc:  # the kernel could not start (memory, pids…)
@@ -150,7 +151,7 @@ class PythonKernel:
             }
         ooms = procs.oom_kills()
         self._drain_shell()
-        msg_id = self.kc.execute(code, store_history=True, allow_stdin=False)
+        msg_id = self.kc.execute(code, silent=silent, store_history=not silent, allow_stdin=False)
         error: dict[str, str] | None = None
         stopping: str | None = None
         interrupted_at = 0.0

@@ -1,0 +1,187 @@
+"""WarmPool: spare sandboxes, started ahead of need with the interpreter up and the usual
+imports loaded, that a container create claims instead of starting a sandbox.
+
+Spares belong to no container: the API never lists them, and the capacity limits do not count
+them (they hold at most `size` sandboxes of the default memory limit). A background thread
+keeps `size` of them ready; claiming one is a rename in the runtime (Docker labels cannot
+change, so the sandbox's name is what ties it to its container).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+from server.runtime import ExecDone, ExecRequest, SandboxRuntime, SandboxRuntimeError
+
+log = logging.getLogger("localbox.pool")
+
+RETRY_SECONDS = 5.0
+WARM_TIMEOUT = 120.0
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def new_spare_id() -> str:
+    return f"spare_{secrets.token_hex(16)}"
+
+
+def warm_code(modules: Sequence[str]) -> str:
+    """Code that imports the modules (skipping missing ones) and binds no name."""
+    names = [m for m in modules if _MODULE.match(m)]
+    return (
+        "def _localbox_warm():\n"
+        "    import importlib\n"
+        f"    for name in {names!r}:\n"
+        "        try:\n"
+        "            importlib.import_module(name)\n"
+        "        except Exception:\n"
+        "            pass\n"
+        "_localbox_warm()\n"
+        "del _localbox_warm\n"
+    )
+
+
+class WarmPool:
+    def __init__(
+        self,
+        runtime: SandboxRuntime,
+        *,
+        size: int,
+        memory_bytes: int,
+        warm_imports: Sequence[str] = (),
+    ) -> None:
+        self._runtime = runtime
+        self.size = size
+        self.memory_bytes = memory_bytes
+        self._warm_code = warm_code(warm_imports)
+        self._ready: deque[str] = deque()
+        self._busy: set[str] = set()
+        """Spares being created, warmed or claimed: reconcile leaves them alone."""
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._failing = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Keep the pool full in the background (reconcile() removes an earlier run's)."""
+        if self.size <= 0:
+            return
+        self._thread = threading.Thread(target=self._keep_full, name="warm-pool", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop refilling and remove the ready spares (a restart makes new ones)."""
+        with self._lock:
+            self._closed = True
+            ready = list(self._ready)
+            self._ready.clear()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for spare_id in ready:
+            self._destroy(spare_id)
+
+    def ready_count(self) -> int:
+        with self._lock:
+            return len(self._ready)
+
+    def take(self) -> str | None:
+        """A ready spare for the caller to claim (then it calls done()), or None if empty."""
+        with self._lock:
+            spare_id = self._ready.popleft() if self._ready else None
+            if spare_id is not None:
+                self._busy.add(spare_id)
+        if self.size > 0:
+            self._wake.set()  # refill in the background
+        return spare_id
+
+    def done(self, spare_id: str, claimed: bool) -> None:
+        """The caller is through with a spare it took; one it could not claim is removed."""
+        with self._lock:
+            self._busy.discard(spare_id)
+        if not claimed:
+            self._destroy(spare_id)
+
+    def reconcile(self) -> None:
+        """Forget ready spares that stopped or vanished and remove every spare the pool does
+        not own (left by an earlier run, or stopped); the refill restores the count."""
+        spares = self._runtime.list_spares()
+        running = {s.spare_id for s in spares if s.state == "running"}
+        with self._lock:
+            lost = [s for s in self._ready if s not in running]
+            for spare_id in lost:
+                self._ready.remove(spare_id)
+            owned = set(self._ready) | self._busy
+        for spare in spares:
+            if spare.spare_id not in owned:
+                log.info("warm pool: removing spare %s (%s)", spare.spare_id, spare.state)
+                self._destroy(spare.spare_id)
+        if lost:
+            log.info("warm pool: %d spare(s) stopped or vanished; refilling", len(lost))
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the refill thread
+
+    def _keep_full(self) -> None:
+        while not self._closed:
+            self._wake.clear()
+            if not self._fill_one():
+                self._wake.wait(RETRY_SECONDS if self._failing else None)
+
+    def _fill_one(self) -> bool:
+        """Make one spare if the pool is short; False when there is nothing to do (or the
+        runtime failed, to be retried later)."""
+        with self._lock:
+            if self._closed or len(self._ready) >= self.size:
+                return False
+            spare_id = new_spare_id()
+            self._busy.add(spare_id)
+        try:
+            self._runtime.create_spare(spare_id, self.memory_bytes)
+            self._warm(spare_id)
+        except SandboxRuntimeError as exc:
+            if not self._failing:
+                log.warning("warm pool: could not start a spare sandbox: %s", exc)
+            self._failing = True
+            with self._lock:
+                self._busy.discard(spare_id)
+            self._destroy(spare_id)
+            return False
+        if self._failing:
+            log.info("warm pool: spares start again")
+        self._failing = False
+        with self._lock:
+            self._busy.discard(spare_id)
+            keep = not self._closed
+            if keep:
+                self._ready.append(spare_id)
+        if not keep:
+            self._destroy(spare_id)
+        return keep
+
+    def _warm(self, spare_id: str) -> None:
+        """Wait for the interpreter and load the usual imports, leaving no trace."""
+        request = ExecRequest(
+            id=f"warm-{spare_id}",
+            code=self._warm_code,
+            language="python",
+            timeout=WARM_TIMEOUT,
+            max_output=1 << 16,
+            disk_limit=-1,  # keep the sandbox's own
+            silent=True,
+        )
+        for event in self._runtime.execute(spare_id, request):
+            if isinstance(event, ExecDone) and event.status != "completed":
+                name = event.error.name if event.error else event.status
+                raise SandboxRuntimeError(f"warming spare {spare_id} failed: {name}")
+
+    def _destroy(self, spare_id: str) -> None:
+        try:
+            self._runtime.destroy(spare_id)
+        except SandboxRuntimeError as exc:
+            log.warning("warm pool: could not remove spare %s yet: %s", spare_id, exc)
