@@ -155,6 +155,8 @@ def create_app(
             memory_limit_bytes=usage.memory,
             memory_budget_bytes=capacity.limits.memory_budget,
             files_bytes=usage.files_bytes,
+            warm_pool_ready=pool.ready_count(),
+            warm_pool_size=pool.size,
         )
 
     @asynccontextmanager

@@ -193,6 +193,8 @@ class Snapshot:
     memory_limit_bytes: int = 0
     memory_budget_bytes: int = 0
     files_bytes: int = 0
+    warm_pool_ready: int = 0
+    warm_pool_size: int = 0
 
 
 class StateCollector(Collector):
@@ -230,6 +232,14 @@ class StateCollector(Collector):
         )
         yield GaugeMetricFamily(
             "localbox_files_bytes", "Bytes held by the Files API.", snap.files_bytes
+        )
+        yield GaugeMetricFamily(
+            "localbox_warm_pool_ready",
+            "Spare sandboxes started, warmed and ready for a create to claim.",
+            snap.warm_pool_ready,
+        )
+        yield GaugeMetricFamily(
+            "localbox_warm_pool_size", "LOCALBOX_WARM_POOL: the spares wanted.", snap.warm_pool_size
         )
 
     def describe(self) -> Iterator[Metric]:

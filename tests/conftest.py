@@ -26,6 +26,11 @@ SUITE_ENV = {
     # tests, with small limits.
     "LOCALBOX_MEMORY_BUDGET": "4t",
     "LOCALBOX_MAX_CONTAINERS": "1000",
+    # Servers start with no warm pool unless a test asks for one (the shared server below
+    # keeps a small one, so most tests create from spares); tests/api/test_warm_pool.py
+    # covers the pool itself.
+    "LOCALBOX_WARM_POOL": "0",
+    "LOCALBOX_WARM_IMPORTS": "",
 }
 
 
@@ -157,8 +162,8 @@ def _serve(tmp_dir: Path, env: dict[str, str] | None = None) -> Iterator[Localbo
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalboxServer]:
-    """A shared server with no API keys configured."""
-    yield from _serve(tmp_path_factory.mktemp("localbox"))
+    """A shared server with no API keys configured, and a warm pool of two spares."""
+    yield from _serve(tmp_path_factory.mktemp("localbox"), {"LOCALBOX_WARM_POOL": "2"})
 
 
 @pytest.fixture(scope="session")
