@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from server import metrics
-from server.api import container_files, containers, execution, files, health
+from server.api import container_files, containers, execution, files, health, skills
 from server.api import metrics as metrics_api
 from server.api.deps import require_api_key
 from server.api.uploads import BodyLimitMiddleware
@@ -29,12 +29,16 @@ from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
 from server.services.execution import ExecutionService
 from server.services.files import FileService
+from server.services.skill_bundle import BundleLimits
+from server.services.skills import SkillService
 from server.store import (
     BlobStore,
     ContainerFileRepository,
     ContainerRepository,
     Database,
     FileRepository,
+    SkillBundleStore,
+    SkillRepository,
 )
 
 log = logging.getLogger("localbox")
@@ -88,6 +92,12 @@ def create_app(
         clock,
         disk_limit=settings.sandbox_disk_bytes,
     )
+    skill_service = SkillService(
+        SkillRepository(db),
+        SkillBundleStore(data_dir / "skills"),
+        clock,
+        limits=BundleLimits(max_files=settings.skill_max_files, max_bytes=settings.skill_max_bytes),
+    )
     activity = Activity()
     container_service = ContainerService(
         container_repo,
@@ -98,6 +108,7 @@ def create_app(
         default_minutes=settings.default_expiry_minutes,
         max_minutes=settings.max_expiry_minutes,
         capacity=capacity,
+        skills=skill_service,
     )
 
     execution_service = ExecutionService(
@@ -181,6 +192,7 @@ def create_app(
     app.state.container_files = container_file_service
     app.state.files = file_service
     app.state.execution = execution_service
+    app.state.skills = skill_service
     app.state.health_checks = health_checks
     app.state.capacity = capacity
     app.state.metrics_registry = metrics.build_registry(snapshot)
@@ -190,6 +202,7 @@ def create_app(
     v1.include_router(container_files.router)
     v1.include_router(files.router)
     v1.include_router(execution.router)
+    v1.include_router(skills.router)
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics_api.router, dependencies=[Depends(require_api_key)])

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     exec_max_error_bytes: int = Field(default=64 << 10, ge=1024)
     exec_queue_depth: int = Field(default=8, ge=0)
     sandbox_disk_bytes: int = Field(default=1 << 30, ge=0)
+    skill_max_files: int = Field(default=500, ge=1, le=10000)
+    skill_max_bytes: Size = Field(default=50 << 20, ge=1024)
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
     reconcile_seconds: float = Field(default=60.0, gt=0)
     log_level: str = "info"

@@ -46,11 +46,16 @@ SANDBOX_UID = 1000
 AGENT_USER = "0:0"
 AGENT_CAPABILITIES = ["SETUID", "SETGID", "KILL", "DAC_OVERRIDE"]
 DATA_PATH = "/mnt/data"
+SKILLS_PATH = "/mnt/skills"
 FILEOPS = ["python3", "-I", "-S", "/opt/localbox/localbox_agent/fileops.py"]
 
 
 def sandbox_name(container_id: str) -> str:
     return f"localbox-{container_id}"
+
+
+def skills_volume_name(container_id: str) -> str:
+    return f"localbox-{container_id}-skills"
 
 
 @contextmanager
@@ -122,6 +127,11 @@ class DockerRuntime:
         try:
             with _translated("create sandbox"):
                 client.volumes.create(name=name, labels=labels)
+                # Skills get a volume of their own rather than a tmpfs: the archive API can
+                # write into it while the sandbox runs, it survives restarts (a tmpfs comes
+                # back empty), and it is not charged to the sandbox's memory limit.
+                skills = skills_volume_name(spec.container_id)
+                client.volumes.create(name=skills, labels=labels)
                 container = client.containers.create(
                     self.image,
                     name=name,
@@ -139,7 +149,10 @@ class DockerRuntime:
                     memswap_limit=spec.memory_bytes,
                     nano_cpus=int(self.cpus * 1e9),
                     read_only=True,
-                    volumes={name: {"bind": DATA_PATH, "mode": "rw"}},
+                    volumes={
+                        name: {"bind": DATA_PATH, "mode": "rw"},
+                        skills: {"bind": SKILLS_PATH, "mode": "rw"},
+                    },
                     tmpfs={
                         "/tmp": f"rw,nosuid,nodev,size={self.tmp_size}",
                         # The kernel's connection file: the kernel rewrites it at start.
@@ -167,8 +180,9 @@ class DockerRuntime:
         with _translated("remove sandbox"):
             with suppress(docker.errors.NotFound):
                 self.client.containers.get(name).remove(force=True)
-            with suppress(docker.errors.NotFound):
-                self.client.volumes.get(name).remove(force=True)
+            for volume in (name, skills_volume_name(container_id)):
+                with suppress(docker.errors.NotFound):
+                    self.client.volumes.get(volume).remove(force=True)
 
     def start(self, container_id: str) -> None:
         sandbox = self._sandbox(container_id)
@@ -206,6 +220,14 @@ class DockerRuntime:
         with _translated("write file"):
             if not sandbox.put_archive(DATA_PATH, archive):
                 raise SandboxRuntimeError("write file: the engine refused the archive")
+
+    def install_skills(self, container_id: str, archive: Iterator[bytes]) -> None:
+        # The archive's entries are root-owned and not group- or world-writable, so user
+        # code (uid 1000) can read the skills but not change them.
+        sandbox = self._sandbox(container_id)
+        with _translated("install skills"):
+            if not sandbox.put_archive(SKILLS_PATH, archive):
+                raise SandboxRuntimeError("install skills: the engine refused the archive")
 
     def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
         chunks = _helper_output(
