@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import stat
 import zipfile
@@ -299,3 +300,19 @@ def test_content_is_served_as_a_zip(sdk: openai.OpenAI, skills_server: LocalboxS
     assert r.headers["content-type"] == "application/zip"
     assert 'filename="served.zip"' in r.headers["content-disposition"]
     assert members(r.content)["served/scripts/greet.py"].startswith(b"import sys")
+
+
+def test_the_async_client(skills_server: LocalboxServer) -> None:
+    async def scenario() -> None:
+        async with skills_server.async_client(max_retries=0) as client:
+            skill = await client.skills.create(files=folder("async-made"))
+            version = await client.skills.versions.create(
+                skill.id, files=("a.zip", skill_zip("async-made", "Again.")), default=True
+            )
+            assert version.version == "2"
+            assert [v.version async for v in client.skills.versions.list(skill.id)] == ["2", "1"]
+            content = await client.skills.content.retrieve(skill.id)
+            assert b"Again." in members(content.read())["async-made/SKILL.md"]
+            assert (await client.skills.delete(skill.id)).deleted
+
+    asyncio.run(scenario())
