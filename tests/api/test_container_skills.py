@@ -24,7 +24,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalboxServer]:
 
 @pytest.fixture
 def sdk(box: LocalboxServer) -> openai.OpenAI:
-    return box.client(max_retries=0)
+    return box.client(max_retries=0, _strict_response_validation=True)
 
 
 def inline(name: str, data: bytes, description: str = "Inline.") -> dict[str, Any]:

@@ -29,7 +29,8 @@ def skills_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Localbox
 
 @pytest.fixture
 def sdk(skills_server: LocalboxServer) -> openai.OpenAI:
-    return skills_server.client(max_retries=0)
+    # Strict: every answer must validate against the SDK's own models.
+    return skills_server.client(max_retries=0, _strict_response_validation=True)
 
 
 def manifest(name: str = "greeter", description: str = "Greets people by name.") -> bytes:
@@ -304,7 +305,9 @@ def test_content_is_served_as_a_zip(sdk: openai.OpenAI, skills_server: LocalboxS
 
 def test_the_async_client(skills_server: LocalboxServer) -> None:
     async def scenario() -> None:
-        async with skills_server.async_client(max_retries=0) as client:
+        async with skills_server.async_client(
+            max_retries=0, _strict_response_validation=True
+        ) as client:
             skill = await client.skills.create(files=folder("async-made"))
             version = await client.skills.versions.create(
                 skill.id, files=("a.zip", skill_zip("async-made", "Again.")), default=True
