@@ -33,12 +33,12 @@ TRUE = {"true": True, "1": True, "false": False, "0": False}
 async def skill_upload(
     request: Request, service: SkillService
 ) -> AsyncIterator[tuple[SkillUpload, dict[str, str]]]:
-    """One zip (a single `files` part, or a lone part that is a zip) or a directory upload."""
-    async with multipart_files(request, service.limits.max_files) as (uploads, bare, fields):
+    """One zip (a lone part that is a zip) or a directory upload (parts named by path)."""
+    async with multipart_files(request, service.limits.max_files) as (uploads, fields):
         if not uploads:
             raise InvalidRequest("Missing required parameter: 'files'.", "files")
         one = uploads[0]
-        if (bare or len(uploads) == 1) and is_zip(one.filename, one.file):
+        if len(uploads) == 1 and is_zip(one.filename, one.file):
             yield SkillUpload(zip=one.file), fields
         else:
             parts = [Part(u.filename or "", u.file, u.size) for u in uploads]

@@ -150,9 +150,9 @@ async def multipart_file(
 @asynccontextmanager
 async def multipart_files(
     request: Request, max_files: int, names: tuple[str, ...] = ("files", "files[]")
-) -> AsyncIterator[tuple[list[Upload], bool, dict[str, str]]]:
+) -> AsyncIterator[tuple[list[Upload], dict[str, str]]]:
     """Parse a multipart body of many file parts (a directory upload); yield the file parts
-    under any of names, whether they came as one bare `files` part, and the plain fields.
+    under any of names, and the plain fields.
 
     Spooled temporary files are removed when the block ends, whatever happens.
     """
@@ -165,16 +165,14 @@ async def multipart_files(
     try:
         async with request.form(max_files=max_files, max_fields=32) as form:
             uploads: list[Upload] = []
-            bare = False
             for key, part in form.multi_items():
                 if key not in names:
                     continue
                 if not isinstance(part, UploadFile):
                     raise InvalidRequest(f"'{key}' must be a file part.", names[0])
                 uploads.append(Upload(part.filename, part.file, part.size or 0))
-                bare = bare or key == names[0]
             fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-            yield uploads, bare and len(uploads) == 1, fields
+            yield uploads, fields
     except ClientDisconnect:
         raise InvalidRequest("The client disconnected before the upload finished.") from None
     except StarletteHTTPException as exc:

@@ -34,6 +34,8 @@ MAX_DESCRIPTION = 1024
 MAX_PATH = 1024
 MAX_FRONT_MATTER = 64 << 10
 CHUNK = 1 << 20
+ZIP_OVERHEAD = 4 << 10
+"""Bytes of zip headers allowed per file (local and central headers, name, extra fields)."""
 PARAM = "files"
 
 Opener = Callable[[], AbstractContextManager[IO[bytes]]]
@@ -277,10 +279,24 @@ def _zip_opener(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Opener:
     return lambda: archive.open(info)
 
 
-def open_zip(source: BinaryIO | bytes) -> zipfile.ZipFile:
-    """Open an uploaded zip, or InvalidSkill when it is none."""
+def open_zip(source: BinaryIO | bytes, limits: BundleLimits) -> zipfile.ZipFile:
+    """Open an uploaded zip, or InvalidSkill when it is none.
+
+    A zip larger than any bundle within the limits could be (all bytes stored, generous
+    headers) is refused unopened: its central directory is read whole into memory."""
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    most = limits.max_bytes + limits.max_files * ZIP_OVERHEAD + (64 << 10)
+    if size > most:
+        raise SkillTooLarge(
+            f"The zip is {size} bytes; a skill within LOCALBOX_SKILL_MAX_BYTES "
+            f"({limits.max_bytes}) and LOCALBOX_SKILL_MAX_FILES ({limits.max_files}) is never "
+            f"larger than {most}.",
+            PARAM,
+        )
     try:
-        return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+        return zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
         raise InvalidSkill("The upload is not a valid zip archive.", PARAM) from None
 

@@ -108,7 +108,7 @@ class SkillService:
         scratch = self._bundles.scratch()
         try:
             if upload.zip is not None:
-                with open_zip(upload.zip) as archive:
+                with open_zip(upload.zip, self.limits) as archive:
                     bundle = read_zip(archive, self.limits)
                     write_zip(bundle, scratch)
             else:
@@ -272,7 +272,7 @@ class SkillService:
         version = ref.version if ref.version is not None else str(skill.default_version)
         found = self._version(ref.skill_id, version, f"{param}.version")
         file = stack.enter_context(self._bundles.path(ref.skill_id, found.version).open("rb"))
-        archive = stack.enter_context(open_zip(file))
+        archive = stack.enter_context(open_zip(file, self.limits))
         bundle = read_zip(archive, self.limits)
         return Installed(found.name, found.description, bundle)
 
@@ -291,11 +291,13 @@ class SkillService:
         scratch = self._bundles.scratch()
         stack.callback(scratch.unlink, missing_ok=True)
         try:
-            with open_zip(data) as archive:
+            with open_zip(data, self.limits) as archive:
                 write_zip(read_zip(archive, self.limits), scratch)
         except InvalidSkill as exc:
             raise type(exc)(f"Inline skill '{name}': {exc.message}", param) from None
-        archive = stack.enter_context(open_zip(stack.enter_context(scratch.open("rb"))))
+        archive = stack.enter_context(
+            open_zip(stack.enter_context(scratch.open("rb")), self.limits)
+        )
         return Installed(name, description, read_zip(archive, self.limits))
 
 

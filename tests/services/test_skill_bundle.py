@@ -76,7 +76,7 @@ def lie_about_size(data: bytes, member: str, declared: int) -> bytes:
 def test_a_member_larger_than_it_declares_is_refused(tmp_path: Path) -> None:
     bomb = zipped({"tool/SKILL.md": MANIFEST, "tool/zeros": bytes(4 << 20)})
     small = lie_about_size(bomb, "tool/zeros", 10)
-    with open_zip(small) as archive:
+    with open_zip(small, LIMITS) as archive:
         bundle = read_zip(archive, LIMITS)  # declared sizes fit the limits...
         assert bundle.bytes < LIMITS.max_bytes
         with pytest.raises(InvalidSkill, match="damaged: Bad CRC-32"):
@@ -85,7 +85,7 @@ def test_a_member_larger_than_it_declares_is_refused(tmp_path: Path) -> None:
 
 def test_declared_sizes_over_the_limits_are_refused_unread() -> None:
     with (
-        open_zip(zipped({"tool/SKILL.md": MANIFEST, "tool/zeros": bytes(2 << 20)})) as a,
+        open_zip(zipped({"tool/SKILL.md": MANIFEST, "tool/zeros": bytes(2 << 20)}), LIMITS) as a,
         pytest.raises(SkillTooLarge, match="LOCALBOX_SKILL_MAX_BYTES"),
     ):
         read_zip(a, LIMITS)
@@ -103,7 +103,7 @@ def test_declared_sizes_over_the_limits_are_refused_unread() -> None:
 )
 def test_odd_paths_are_refused(path: str, message: str) -> None:
     with (
-        open_zip(zipped({"tool/SKILL.md": MANIFEST, path: b"x"})) as archive,
+        open_zip(zipped({"tool/SKILL.md": MANIFEST, path: b"x"}), LIMITS) as archive,
         pytest.raises(InvalidSkill, match=message),
     ):
         read_zip(archive, LIMITS)
@@ -112,7 +112,7 @@ def test_odd_paths_are_refused(path: str, message: str) -> None:
 def test_a_path_that_is_both_file_and_folder_is_refused() -> None:
     entries = {"tool/SKILL.md": MANIFEST, "tool/lib": b"x", "tool/lib/a.py": b"y"}
     with (
-        open_zip(zipped(entries)) as archive,
+        open_zip(zipped(entries), LIMITS) as archive,
         pytest.raises(InvalidSkill, match="both a file and a folder"),
     ):
         read_zip(archive, LIMITS)
@@ -120,7 +120,7 @@ def test_a_path_that_is_both_file_and_folder_is_refused() -> None:
 
 def test_the_manifest_must_sit_in_the_top_folder() -> None:
     with (
-        open_zip(zipped({"tool/docs/SKILL.md": MANIFEST})) as archive,
+        open_zip(zipped({"tool/docs/SKILL.md": MANIFEST}), LIMITS) as archive,
         pytest.raises(InvalidSkill, match="directly in the top-level folder"),
     ):
         read_zip(archive, LIMITS)
@@ -131,7 +131,7 @@ def test_normalised_zip_and_install_tar(tmp_path: Path) -> None:
         {"tool/SKILL.md": MANIFEST, "tool/bin/run.sh": b"echo run\n", "tool/a/b/c.txt": b"c"},
         executable=("tool/bin/run.sh",),
     )
-    with open_zip(source) as archive:
+    with open_zip(source, LIMITS) as archive:
         write_zip(read_zip(archive, LIMITS), tmp_path / "n.zip")
     with zipfile.ZipFile(tmp_path / "n.zip") as normalised:
         modes = {i.filename: i.external_attr >> 16 for i in normalised.infolist()}
@@ -215,3 +215,9 @@ def test_bad_skills_make_no_sandbox(
         containers.create(CreateContainer(name="c", skills=[InlineSkill("bad", "Bad.", bad)]))
     assert runtime.sandboxes == {}
     assert containers.list(order="asc", limit=10, after=None, before=None, name=None).items == []
+
+
+def test_a_zip_larger_than_any_bundle_could_be_is_refused_unopened() -> None:
+    padded = zipped({"tool/SKILL.md": MANIFEST}) + bytes(LIMITS.max_bytes + (200 << 10))
+    with pytest.raises(SkillTooLarge, match="is never larger than"):
+        open_zip(padded, LIMITS)
