@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from server import metrics
-from server.api import container_files, containers, execution, files, health
+from server.api import container_files, containers, execution, files, health, skills
 from server.api import metrics as metrics_api
 from server.api.deps import require_api_key
 from server.api.uploads import BodyLimitMiddleware
@@ -30,6 +30,8 @@ from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
 from server.services.execution import ExecutionService
 from server.services.files import FileService
+from server.services.skill_bundle import BundleLimits
+from server.services.skills import SkillService
 from server.services.warm_pool import WarmPool
 from server.store import (
     BlobStore,
@@ -37,6 +39,8 @@ from server.store import (
     ContainerRepository,
     Database,
     FileRepository,
+    SkillBundleStore,
+    SkillRepository,
 )
 
 log = logging.getLogger("localbox")
@@ -90,6 +94,12 @@ def create_app(
         clock,
         disk_limit=settings.sandbox_disk_bytes,
     )
+    skill_service = SkillService(
+        SkillRepository(db),
+        SkillBundleStore(data_dir / "skills"),
+        clock,
+        limits=BundleLimits(max_files=settings.skill_max_files, max_bytes=settings.skill_max_bytes),
+    )
     activity = Activity()
     pool = WarmPool(
         runtime,
@@ -107,6 +117,7 @@ def create_app(
         max_minutes=settings.max_expiry_minutes,
         capacity=capacity,
         pool=pool,
+        skills=skill_service,
     )
 
     execution_service = ExecutionService(
@@ -194,6 +205,7 @@ def create_app(
     app.state.container_files = container_file_service
     app.state.files = file_service
     app.state.execution = execution_service
+    app.state.skills = skill_service
     app.state.health_checks = health_checks
     app.state.capacity = capacity
     app.state.metrics_registry = metrics.build_registry(snapshot)
@@ -203,6 +215,7 @@ def create_app(
     v1.include_router(container_files.router)
     v1.include_router(files.router)
     v1.include_router(execution.router)
+    v1.include_router(skills.router)
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics_api.router, dependencies=[Depends(require_api_key)])

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     warm_pool: int = Field(default=2, ge=0, le=64)
     warm_imports: str = "numpy,pandas,matplotlib.pyplot"
     sandbox_disk_bytes: int = Field(default=1 << 30, ge=0)
+    skill_max_files: int = Field(default=500, ge=1, le=10000)
+    skill_max_bytes: Size = Field(default=50 << 20, ge=1024)
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
     reconcile_seconds: float = Field(default=60.0, gt=0)
     log_level: str = "info"

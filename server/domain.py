@@ -95,3 +95,31 @@ class PageQuery:
 class Page(Generic[T]):
     items: list[T]
     has_more: bool
+
+
+@dataclass
+class SkillVersion:
+    """One immutable version of a skill: its bundle is kept as a zip on the host."""
+
+    id: str
+    skill_id: str
+    version: int
+    created_at: int
+    name: str
+    description: str
+    folder: str
+    """The bundle's top-level folder, as uploaded."""
+    bytes: int
+    """Unpacked size of the bundle's files."""
+
+
+@dataclass
+class Skill(Listed):
+    """A versioned skill; name and description are those of its default version."""
+
+    id: str
+    created_at: int
+    default_version: int
+    latest_version: int
+    name: str
+    description: str

@@ -55,6 +55,38 @@ class FileNotFound(NotFound):
         super().__init__(f"No file found with id '{file_id}'.", param)
 
 
+class SkillNotFound(NotFound):
+    def __init__(self, skill_id: str, param: str | None = "skill_id") -> None:
+        super().__init__(f"No skill found with id '{skill_id}'.", param)
+
+
+class SkillVersionNotFound(NotFound):
+    def __init__(self, skill_id: str, version: str, param: str | None = "version") -> None:
+        super().__init__(f"Skill '{skill_id}' has no version '{version}'.", param)
+
+
+class InvalidSkill(InvalidRequest):
+    """A skill bundle (upload, zip or inline) that is not a valid Agent Skills folder."""
+
+    code = "invalid_skill"
+
+
+class SkillTooLarge(InvalidSkill):
+    code = "skill_too_large"
+
+
+class DefaultSkillVersion(InvalidRequest):
+    code = "default_version"
+
+    def __init__(self, skill_id: str, version: str) -> None:
+        super().__init__(
+            f"Version '{version}' is the default version of skill '{skill_id}'; make another "
+            "version the default first (POST /v1/skills/{skill_id} with default_version), or "
+            "delete the whole skill.",
+            "version",
+        )
+
+
 class ContainerFileGone(NotFound):
     def __init__(self, file_id: str, path: str, why: str) -> None:
         super().__init__(

@@ -25,6 +25,14 @@ def new_file_id() -> str:
     return "file-" + secrets.token_hex(12)
 
 
+def new_skill_id() -> str:
+    return "skill_" + secrets.token_hex(24)
+
+
+def new_skill_version_id() -> str:
+    return "skillver_" + secrets.token_hex(24)
+
+
 def new_exec_id() -> str:
     return "exec_" + secrets.token_hex(16)
 

@@ -5,8 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from server.api.deps import Containers, Limit, OrderParam
-from server.api.schemas import Container, ContainerCreateBody, Deleted, Page, page_of
+from server.api.schemas import (
+    Container,
+    ContainerCreateBody,
+    Deleted,
+    InlineSkillParam,
+    Page,
+    SkillParam,
+    page_of,
+)
 from server.services.containers import CreateContainer
+from server.services.skills import ContainerSkill, InlineSkill, SkillReference
 
 router = APIRouter(prefix="/containers", tags=["containers"])
 
@@ -20,7 +29,7 @@ def create_container(body: ContainerCreateBody, service: Containers) -> Containe
             memory_limit=body.memory_limit,
             network_policy_type=body.network_policy.type if body.network_policy else "disabled",
             file_ids=body.file_ids or [],
-            skills=len(body.skills or []),
+            skills=[_skill(s) for s in body.skills or []],
         )
     )
     return Container.of(created)
@@ -48,3 +57,9 @@ def retrieve_container(container_id: str, service: Containers) -> Container:
 def delete_container(container_id: str, service: Containers) -> Deleted:
     service.delete(container_id)
     return Deleted(id=container_id, object="container.deleted")
+
+
+def _skill(param: SkillParam) -> ContainerSkill:
+    if isinstance(param, InlineSkillParam):
+        return InlineSkill(param.name, param.description, param.source.data)
+    return SkillReference(param.skill_id, param.version)

@@ -13,6 +13,7 @@ from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
 from server.services.execution import ExecutionService
 from server.services.files import FileService
+from server.services.skills import SkillService
 
 
 def _container_service(request: Request) -> ContainerService:
@@ -35,6 +36,11 @@ def _execution_service(request: Request) -> ExecutionService:
     return service
 
 
+def _skill_service(request: Request) -> SkillService:
+    service: SkillService = request.app.state.skills
+    return service
+
+
 def require_free_disk(request: Request) -> None:
     """Refuse an upload (429) before reading it while the disk is nearly full."""
     capacity: Capacity = request.app.state.capacity
@@ -45,6 +51,7 @@ Containers = Annotated[ContainerService, Depends(_container_service)]
 ContainerFiles = Annotated[ContainerFileService, Depends(_container_file_service)]
 Files = Annotated[FileService, Depends(_file_service)]
 Execution = Annotated[ExecutionService, Depends(_execution_service)]
+Skills = Annotated[SkillService, Depends(_skill_service)]
 
 
 def require_api_key(

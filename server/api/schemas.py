@@ -38,6 +38,28 @@ NetworkPolicyCreate = Annotated[
 ]
 
 
+class SkillReferenceParam(BaseModel):
+    type: Literal["skill_reference"]
+    skill_id: Annotated[str, Field(min_length=1, max_length=64)]
+    version: str | None = None
+
+
+class InlineSkillSource(BaseModel):
+    type: Literal["base64"]
+    media_type: Literal["application/zip"]
+    data: Annotated[str, Field(min_length=1)]
+
+
+class InlineSkillParam(BaseModel):
+    type: Literal["inline"]
+    name: str
+    description: str
+    source: InlineSkillSource
+
+
+SkillParam = Annotated[SkillReferenceParam | InlineSkillParam, Field(discriminator="type")]
+
+
 class ContainerCreateBody(BaseModel):
     """POST /v1/containers. Unknown fields (custom_llm_provider, ...) are ignored."""
 
@@ -46,7 +68,7 @@ class ContainerCreateBody(BaseModel):
     file_ids: list[str] | None = None
     memory_limit: Literal["1g", "4g", "16g", "64g"] | None = None
     network_policy: NetworkPolicyCreate | None = None
-    skills: list[dict[str, Any]] | None = None
+    skills: list[SkillParam] | None = None
 
     @field_validator("network_policy", mode="before")
     @classmethod
@@ -171,6 +193,59 @@ class Deleted(BaseModel):
     id: str
     object: str
     deleted: bool = True
+
+
+class SkillObject(BaseModel):
+    id: str
+    object: Literal["skill"] = "skill"
+    name: str
+    description: str
+    created_at: int
+    default_version: str
+    latest_version: str
+
+    @classmethod
+    def of(cls, s: domain.Skill) -> SkillObject:
+        return cls(
+            id=s.id,
+            name=s.name,
+            description=s.description,
+            created_at=s.created_at,
+            default_version=str(s.default_version),
+            latest_version=str(s.latest_version),
+        )
+
+
+class SkillVersionObject(BaseModel):
+    object: Literal["skill.version"] = "skill.version"
+    id: str
+    skill_id: str
+    version: str
+    created_at: int
+    name: str
+    description: str
+
+    @classmethod
+    def of(cls, v: domain.SkillVersion) -> SkillVersionObject:
+        return cls(
+            id=v.id,
+            skill_id=v.skill_id,
+            version=str(v.version),
+            created_at=v.created_at,
+            name=v.name,
+            description=v.description,
+        )
+
+
+class SkillVersionDeleted(BaseModel):
+    id: str
+    object: Literal["skill.version.deleted"] = "skill.version.deleted"
+    deleted: bool = True
+    version: str
+
+
+class SetDefaultSkillVersionBody(BaseModel):
+    default_version: Annotated[str, Field(min_length=1)]
 
 
 class Health(BaseModel):

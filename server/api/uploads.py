@@ -14,11 +14,18 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.api.schemas import FileIdBody
-from server.errors import ApiError, InvalidRequest, PayloadTooLarge, RequestTooLarge
+from server.errors import (
+    ApiError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestTooLarge,
+    SkillTooLarge,
+)
 
 MULTIPART_SLACK = 1 << 20  # room for multipart boundaries and other fields
 
@@ -37,7 +44,7 @@ class FileIdRef:
     file_id: str
 
 
-UPLOAD_PATH = re.compile(r"^/v1/(?:files|containers/[^/]+/files)/?$")
+UPLOAD_PATH = re.compile(r"^/v1/(?:files|containers/[^/]+/files|skills|skills/[^/]+/versions)/?$")
 """The routes whose multipart bodies carry files: they get the upload cap, all else the JSON cap."""
 
 
@@ -138,6 +145,47 @@ async def multipart_file(
             yield upload, fields
     except ClientDisconnect:
         raise InvalidRequest("The client disconnected before the upload finished.") from None
+
+
+@asynccontextmanager
+async def multipart_files(
+    request: Request, max_files: int, names: tuple[str, ...] = ("files", "files[]")
+) -> AsyncIterator[tuple[list[Upload], dict[str, str]]]:
+    """Parse a multipart body of many file parts (a directory upload); yield the file parts
+    under any of names, and the plain fields.
+
+    Spooled temporary files are removed when the block ends, whatever happens.
+    """
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidRequest(
+            "Send multipart/form-data: the skill's files as 'files[]' parts named by their "
+            "relative paths, or one zip as 'files'.",
+            names[0],
+        )
+    try:
+        async with request.form(max_files=max_files, max_fields=32) as form:
+            uploads: list[Upload] = []
+            for key, part in form.multi_items():
+                if key not in names:
+                    continue
+                if not isinstance(part, UploadFile):
+                    raise InvalidRequest(f"'{key}' must be a file part.", names[0])
+                uploads.append(Upload(part.filename, part.file, part.size or 0))
+            fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+            yield uploads, fields
+    except ClientDisconnect:
+        raise InvalidRequest("The client disconnected before the upload finished.") from None
+    except StarletteHTTPException as exc:
+        if exc.status_code != 400:
+            raise
+        detail = str(exc.detail)
+        if "Too many files" in detail:
+            raise SkillTooLarge(
+                f"The upload holds more than {max_files} files, the most a skill may hold "
+                "(LOCALBOX_SKILL_MAX_FILES).",
+                names[0],
+            ) from None
+        raise InvalidRequest(detail, names[0]) from None
 
 
 @asynccontextmanager

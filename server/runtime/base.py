@@ -144,6 +144,10 @@ class SandboxRuntime(Protocol):
         """Remove this instance's storage that no sandbox uses any more (older than grace);
         return how many went."""
 
+    def install_skills(self, container_id: str, archive: Iterator[bytes]) -> None:
+        """Unpack a tar stream into the running sandbox's skills directory (/mnt/skills),
+        which user code can read but not change, and which outlives sandbox restarts."""
+
     def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
         """Write size bytes from source to path (relative to /mnt/data), replacing any file."""
 

@@ -51,6 +51,7 @@ SANDBOX_UID = 1000
 AGENT_USER = "0:0"
 AGENT_CAPABILITIES = ["SETUID", "SETGID", "KILL", "DAC_OVERRIDE"]
 DATA_PATH = "/mnt/data"
+SKILLS_PATH = "/mnt/skills"
 FILEOPS = ["python3", "-I", "-S", "/opt/localbox/localbox_agent/fileops.py"]
 
 
@@ -58,6 +59,10 @@ def sandbox_name(container_id: str) -> str:
     """The Docker name of a sandbox, and its only link to its container: labels cannot
     change, so a spare that a container claims is renamed to the container's name."""
     return f"{NAME_PREFIX}{container_id}"
+
+
+def skills_volume_name(container_id: str) -> str:
+    return f"localbox-{container_id}-skills"
 
 
 @contextmanager
@@ -176,6 +181,11 @@ class DockerRuntime:
         try:
             with _translated("create sandbox"):
                 client.volumes.create(name=name, labels=labels)
+                # Skills get a volume of their own rather than a tmpfs: the archive API can
+                # write into it while the sandbox runs, it survives restarts (a tmpfs comes
+                # back empty), and it is not charged to the sandbox's memory limit.
+                skills = skills_volume_name(ident)
+                client.volumes.create(name=skills, labels=labels)
                 container = client.containers.create(
                     self.image,
                     name=name,
@@ -193,7 +203,10 @@ class DockerRuntime:
                     memswap_limit=memory_bytes,
                     nano_cpus=int(self.cpus * 1e9),
                     read_only=True,
-                    volumes={name: {"bind": DATA_PATH, "mode": "rw"}},
+                    volumes={
+                        name: {"bind": DATA_PATH, "mode": "rw"},
+                        skills: {"bind": SKILLS_PATH, "mode": "rw"},
+                    },
                     tmpfs={
                         "/tmp": f"rw,nosuid,nodev,size={self.tmp_size}",
                         # The kernel's connection file: the kernel rewrites it at start.
@@ -218,14 +231,17 @@ class DockerRuntime:
     def destroy(self, container_id: str) -> None:
         self._drop_agent(container_id)
         name = sandbox_name(container_id)
-        volume = name  # a sandbox made for this container; a claimed spare's is its own
+        # A sandbox made for this container has volumes named for it; a claimed spare's
+        # are named for the spare, so they are read from its mounts.
+        volumes = [name, skills_volume_name(container_id)]
         with _translated("remove sandbox"):
             with suppress(docker.errors.NotFound):
                 sandbox = self.client.containers.get(name)
-                volume = _data_volume(sandbox) or volume
+                volumes = _volumes(sandbox) or volumes
                 sandbox.remove(force=True)
-            with suppress(docker.errors.NotFound):
-                self.client.volumes.get(volume).remove(force=True)
+            for volume in volumes:
+                with suppress(docker.errors.NotFound):
+                    self.client.volumes.get(volume).remove(force=True)
 
     def start(self, container_id: str) -> None:
         sandbox = self._sandbox(container_id)
@@ -279,6 +295,14 @@ class DockerRuntime:
         with _translated("write file"):
             if not sandbox.put_archive(DATA_PATH, archive):
                 raise SandboxRuntimeError("write file: the engine refused the archive")
+
+    def install_skills(self, container_id: str, archive: Iterator[bytes]) -> None:
+        # The archive's entries are root-owned and not group- or world-writable, so user
+        # code (uid 1000) can read the skills but not change them.
+        sandbox = self._sandbox(container_id)
+        with _translated("install skills"):
+            if not sandbox.put_archive(SKILLS_PATH, archive):
+                raise SandboxRuntimeError("install skills: the engine refused the archive")
 
     def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
         chunks = _helper_output(
@@ -433,10 +457,10 @@ def _timestamp(value: object) -> float:
         return 0.0
 
 
-def _data_volume(sandbox: DockerContainer) -> str | None:
-    """The name of the volume mounted at the sandbox's data directory."""
-    for mount in sandbox.attrs.get("Mounts") or []:
-        if mount.get("Destination") == DATA_PATH and mount.get("Type") == "volume":
-            name = mount.get("Name")
-            return str(name) if name else None
-    return None
+def _volumes(sandbox: DockerContainer) -> list[str]:
+    """The names of the volumes mounted in the sandbox."""
+    return [
+        str(mount["Name"])
+        for mount in sandbox.attrs.get("Mounts") or []
+        if mount.get("Type") == "volume" and mount.get("Name")
+    ]

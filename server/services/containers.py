@@ -6,11 +6,11 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 from server import metrics
-from server.domain import MEMORY_LIMITS, Container, Cursor, Order, Page, PageQuery
+from server.domain import MEMORY_LIMITS, Container, Cursor, File, Order, Page, PageQuery
 from server.errors import ApiError, ContainerNotFound, InvalidRequest, NotSupported
 from server.ids import Clock, new_container_id
 from server.runtime import SandboxRuntime, SandboxRuntimeError, SandboxSpec
@@ -18,6 +18,8 @@ from server.services.activity import Activity
 from server.services.capacity import Capacity
 from server.services.container_files import ContainerFileService
 from server.services.errors import runtime_errors
+from server.services.skill_bundle import Installed, install_archive
+from server.services.skills import ContainerSkill, SkillService
 from server.services.warm_pool import WarmPool
 from server.store import ContainerRepository
 
@@ -33,7 +35,7 @@ class CreateContainer:
     memory_limit: str | None = None
     network_policy_type: str = "disabled"
     file_ids: list[str] = field(default_factory=list)
-    skills: int = 0
+    skills: list[ContainerSkill] = field(default_factory=list)
 
 
 class ContainerService:
@@ -49,6 +51,7 @@ class ContainerService:
         max_minutes: int = 10080,
         capacity: Capacity | None = None,
         pool: WarmPool | None = None,
+        skills: SkillService | None = None,
     ) -> None:
         self._repo = repo
         self._files = files
@@ -62,6 +65,7 @@ class ContainerService:
         self._creating: set[str] = set()
         """Containers whose sandbox exists before their record: reconcile spares them."""
         self._creating_lock = threading.Lock()
+        self._skills = skills
 
     def _now(self) -> int:
         return int(self._clock())
@@ -84,10 +88,27 @@ class ContainerService:
             raise InvalidRequest(f"memory_limit must be one of {allowed}.", "memory_limit")
         if req.network_policy_type != "disabled":
             raise NotSupported("network_policy of type 'allowlist'", "network_policy")
-        if req.skills:
-            raise NotSupported("skills", "skills")
         sources = self._files.resolve_file_ids(req.file_ids)
+        with self._prepared_skills(req.skills) as skills:
+            return self._start(req, minutes, memory_limit, sources, skills)
 
+    def _prepared_skills(
+        self, skills: list[ContainerSkill]
+    ) -> AbstractContextManager[list[Installed]]:
+        if not skills:
+            return nullcontext([])
+        if self._skills is None:
+            raise NotSupported("skills", "skills")
+        return self._skills.prepared(skills)
+
+    def _start(
+        self,
+        req: CreateContainer,
+        minutes: int,
+        memory_limit: str,
+        sources: list[File],
+        skills: list[Installed],
+    ) -> Container:
         now = self._now()
         container = Container(
             id=new_container_id(),
@@ -107,6 +128,9 @@ class ContainerService:
                     self._runtime.create(spec)
             try:
                 self._repo.add(container)
+                if skills:
+                    with runtime_errors("install the skills"):
+                        self._runtime.install_skills(container.id, install_archive(skills))
                 self._files.copy_in(container.id, sources)
             except Exception:
                 self._repo.delete(container.id)

@@ -52,3 +52,28 @@ class FileRecord(SQLModel, table=True):
     purpose: str = Field(index=True)
     status: str = "processed"
     expires_at: int | None = Field(default=None, index=True)
+
+
+class SkillRecord(SQLModel, table=True):
+    __tablename__ = "skills"
+    __table_args__ = (Index("ix_skills_page", "created_at", "id"),)
+
+    id: str = Field(primary_key=True)
+    created_at: int
+    default_version: int
+    next_version: int = 2
+    """Version numbers are never reused, even after a version is deleted."""
+
+
+class SkillVersionRecord(SQLModel, table=True):
+    __tablename__ = "skill_versions"
+    __table_args__ = (Index("ix_skill_versions_number", "skill_id", "version", unique=True),)
+
+    id: str = Field(primary_key=True)
+    skill_id: str
+    version: int
+    created_at: int
+    name: str
+    description: str
+    folder: str
+    bytes: int

@@ -60,7 +60,6 @@ def test_minutes_above_the_configured_maximum(client: openai.OpenAI) -> None:
             {"network_policy": {"type": "allowlist", "allowed_domains": ["example.com"]}},
             "network_policy",
         ),
-        ({"skills": [{"type": "skill_reference", "skill_id": "s"}]}, "skills"),
     ],
 )
 def test_unbuilt_features_say_not_supported(

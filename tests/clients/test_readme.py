@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import zipfile
 from pathlib import Path
 
 import openai
@@ -42,12 +43,20 @@ def test_readme_curl_command(
     ffile = client.files.create(file=("seed.txt", b"seed"), purpose="assistants")
     (tmp_path / "data.csv").write_bytes(b"a,b\n1,2\n")
     (tmp_path / "notes.txt").write_bytes(b"notes")
+    skill_md = b"---\nname: my-skill\ndescription: Says hello.\n---\n"
+    (tmp_path / "my-skill" / "scripts").mkdir(parents=True)
+    (tmp_path / "my-skill" / "SKILL.md").write_bytes(skill_md)
+    (tmp_path / "my-skill" / "scripts" / "hello.py").write_bytes(b"print('hello')\n")
+    with zipfile.ZipFile(tmp_path / "my-skill.zip", "w") as zf:
+        zf.writestr("my-skill/SKILL.md", skill_md)
+    skill = client.skills.create(files=[("my-skill/SKILL.md", skill_md)])
     concrete = (
         command.replace("http://127.0.0.1:8000", keyed_server.url)
         .replace("http://localhost:4000", proxy.url)
         .replace("cntr_…", container.id)
         .replace("cfile_…", cfile.id)
         .replace("file-…", ffile.id)
+        .replace("skill_…", skill.id)
         .replace("curl -s", "curl -sS --fail-with-body", 1)
     )
     assert "…" not in concrete, f"unknown placeholder in: {command}"
@@ -64,3 +73,5 @@ def test_readme_curl_command(
         assert body.get("error") is None, body
     with contextlib.suppress(openai.NotFoundError):  # the command may have deleted it
         client.containers.delete(container.id)
+    with contextlib.suppress(openai.NotFoundError):
+        client.skills.delete(skill.id)

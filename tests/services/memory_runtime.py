@@ -20,6 +20,7 @@ class MemoryRuntime:
     def __init__(self) -> None:
         self.sandboxes: dict[str, SandboxInfo] = {}
         self.files: dict[str, dict[str, bytes]] = {}
+        self.skills: dict[str, bytes] = {}
         self.down = False
 
     def ping(self) -> None:
@@ -35,6 +36,7 @@ class MemoryRuntime:
         self.ping()
         self.sandboxes.pop(container_id, None)
         self.files.pop(container_id, None)
+        self.skills.pop(container_id, None)
 
     def start(self, container_id: str) -> None:
         self.sandboxes[container_id] = SandboxInfo(container_id, "running", 0.0)
@@ -69,6 +71,10 @@ class MemoryRuntime:
         if container_id not in self.files:
             raise SandboxNotFound(container_id)
         return self.files[container_id]
+
+    def install_skills(self, container_id: str, archive: Iterator[bytes]) -> None:
+        self._files(container_id)
+        self.skills[container_id] = b"".join(archive)
 
     def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
         self._files(container_id)[path] = source.read(size)

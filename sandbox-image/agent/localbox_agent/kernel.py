@@ -4,10 +4,14 @@ as long as the sandbox, running as the sandbox user with none of the agent's cha
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import queue
 import re
+import secrets
+import signal
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -20,6 +24,8 @@ RUNTIME_DIR = "/run/localbox"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 INTERRUPT_GRACE = 3.0
 POLL = 0.05
+START_TIMEOUT = 60.0
+READY_POLL = 0.05
 
 
 def user_environment() -> dict[str, str]:
@@ -52,78 +58,124 @@ def private_environment() -> None:
         os.environ[key] = f"{home}/{sub}"
 
 
-def _kernel_manager_class() -> Any:
-    from jupyter_client import KernelManager
-
-    class Manager(KernelManager):  # type: ignore[misc]
-        def write_connection_file(self, **kwargs: Any) -> None:
-            super().write_connection_file(**kwargs)
-            # The kernel runs as the sandbox user, reads this file and writes it again (in
-            # a folder of its own); the key in it guards nothing that user's code could not
-            # do anyway.
-            os.chmod(self.connection_file, 0o644)
-
-    return Manager
-
-
 class PythonKernel:
+    """ipykernel started directly (no kernel spec lookup, no KernelManager: they cost half a
+    second at every start) and spoken to over Unix sockets in /run/localbox."""
+
     def __init__(self) -> None:
-        self.km: Any = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.kc: Any = None
         self._serial = 0
+        self._connection_file = ""
 
     @property
     def pid(self) -> int | None:
-        pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
-        return int(pid) if pid else None
+        return self.proc.pid if self.proc is not None else None
 
     def alive(self) -> bool:
-        return self.km is not None and self.km.is_alive()
+        return self.proc is not None and self.proc.poll() is None
 
     def ensure(self) -> None:
         if self.alive():
             return
         self.stop()
+        from jupyter_client.blocking import BlockingKernelClient
+        from jupyter_client.connect import write_connection_file
+
         env = user_environment()
         env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
         env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
         self._serial += 1
-        km = _kernel_manager_class()(
-            kernel_name="python3",
-            connection_file=f"{RUNTIME_DIR}/kernel-{os.getpid()}-{self._serial}.json",
+        prefix = f"{RUNTIME_DIR}/kernel-{os.getpid()}-{self._serial}"
+        self._connection_file, _ = write_connection_file(
+            f"{prefix}.json",
+            ip=f"{prefix}-ipc",
+            transport="ipc",
+            key=secrets.token_hex(16).encode(),
         )
-        km.start_kernel(
+        # The kernel runs as the sandbox user and reads this file; the key in it guards
+        # nothing that user's code could not do anyway.
+        os.chmod(self._connection_file, 0o644)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                self._connection_file,
+                # No history database: it costs time on every call and nobody reads it here.
+                "--HistoryManager.enabled=False",
+            ],
             cwd=DATA,
             env=env,
             # Never the agent's stdin/stdout/stderr: those are the channel to the server.
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            # No history database: it costs time on every call and nobody reads it here.
-            extra_arguments=["--HistoryManager.enabled=False"],
+            start_new_session=True,  # interrupts reach the code's own children too
             **procs.drop_privileges(),
         )
-        kc = km.client()
-        kc.start_channels()
-        self.km, self.kc = km, kc
+        kc = BlockingKernelClient(connection_file=self._connection_file)
+        kc.load_connection_file()
+        kc.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+        self.kc = kc
         try:
-            kc.wait_for_ready(timeout=60)
+            self._wait_for_ready(START_TIMEOUT)
         except BaseException:
             self.stop()
             raise
-        if self.pid:
-            procs.make_expendable(self.pid)
+        procs.make_expendable(self.proc.pid)
+
+    def _wait_for_ready(self, timeout: float) -> None:
+        """Until the kernel answers on its shell socket and its output reaches us: asking for
+        kernel_info until both the reply and a status message on iopub came back."""
+        deadline = time.monotonic() + timeout
+        replied = False
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError("the Python interpreter exited while starting")
+            if not replied:
+                self.kc.kernel_info()
+                try:
+                    msg = self.kc.get_shell_msg(timeout=READY_POLL)
+                    replied = msg.get("msg_type") == "kernel_info_reply"
+                except queue.Empty:
+                    continue
+            try:
+                self.kc.get_iopub_msg(timeout=READY_POLL)
+                self._drain_iopub()
+                return
+            except queue.Empty:
+                replied = False  # the iopub socket joined late: ask again
+        raise RuntimeError(f"the Python interpreter did not start within {timeout:.0f} s")
+
+    def _drain_iopub(self) -> None:
+        while True:
+            try:
+                self.kc.get_iopub_msg(timeout=0)
+            except queue.Empty:
+                return
+
+    def interrupt(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGINT)
 
     def stop(self) -> None:
         if self.kc is not None:
             with contextlib.suppress(Exception):
                 self.kc.stop_channels()
-        if self.km is not None:
-            with contextlib.suppress(Exception):
-                self.km.shutdown_kernel(now=True)
+        if self.proc is not None:
             with contextlib.suppress(OSError):
-                os.unlink(self.km.connection_file)
-        self.km = self.kc = None
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                self.proc.wait(timeout=5)
+        if self._connection_file:
+            for path in glob.glob(self._connection_file.removesuffix(".json") + "*"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        self.proc = self.kc = None
+        self._connection_file = ""
 
     def restart(self) -> None:
         """Kill the interpreter and everything of the sandbox user; the next call starts anew."""
@@ -170,12 +222,12 @@ class PythonKernel:
             if procs.pids_exhausted():
                 self.restart()
                 return {"status": "error", "error": PIDS_ERROR, "state_preserved": False}
-            if not self.km.is_alive():
+            if not self.alive():
                 return self._died(procs.oom_kills() > ooms)
             if stopping is None:
                 stopping = watch.stop_reason()
                 if stopping is not None:
-                    self.km.interrupt_kernel()
+                    self.interrupt()
                     interrupted_at = time.monotonic()
             elif time.monotonic() - interrupted_at > INTERRUPT_GRACE:
                 self.restart()
