@@ -115,14 +115,19 @@ class Output:
 
     def image(self, media_type: str, data: str) -> None:
         if self.image_bytes + len(data) > self.limits.max_image_bytes:
-            self.stream(
-                "stderr",
-                f"[localbox: an {media_type} image of {len(data)} bytes (base64) was not "
-                f"returned: images are limited to {self.limits.max_image_bytes} bytes per call]\n",
-            )
+            self.image_not_sent(media_type, len(data))
             return
         self.image_bytes += len(data)
         self._emitter.emit({"id": self.id, "type": "image", "media_type": media_type, "data": data})
+
+    def image_not_sent(self, media_type: str, size: object) -> None:
+        """Say in stderr that an image was over the call's budget."""
+        size = size if isinstance(size, int) and size >= 0 else "many"
+        self.stream(
+            "stderr",
+            f"[localbox: an {media_type} image of {size} bytes (base64) was not "
+            f"returned: images are limited to {self.limits.max_image_bytes} bytes per call]\n",
+        )
 
     def error(self, name: str, value: str, traceback: str) -> dict[str, str]:
         limit = self.limits.max_error_bytes

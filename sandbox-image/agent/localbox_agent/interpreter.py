@@ -1,0 +1,169 @@
+"""The Python interpreter process: an IPython shell that runs the calls the agent sends.
+
+It runs as the sandbox user, started by kernel.py with `python3 -c` so that nothing of the
+agent is on its import path. It is self-contained (it imports nothing from localbox_agent).
+
+  fd 0             /dev/null
+  fd 1, fd 2       pipes: whatever the code (or a process it starts) prints, as it prints it
+  argv[1] (read)   requests, one JSON line each: {"code", "silent", "max_image_bytes",
+                   "max_error_bytes"}
+  argv[2] (write)  events, one JSON line each: {"t": "ready"}, {"t": "display", "data"},
+                   {"t": "result", "data"}, {"t": "error", "ename", "evalue", "traceback"},
+                   {"t": "done"}
+
+Everything here runs with the user's privileges, so the agent trusts none of it: it bounds
+and checks every line. Rich outputs larger than the call's image budget are replaced by a
+small note here, to spare the pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+FLUSH_SECONDS = 0.1
+limits = {"max_image_bytes": 16 << 20, "max_error_bytes": 64 << 10}
+
+
+def cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[localbox: truncated, {len(text) - limit} more characters]"
+
+
+class Events:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def send(self, event: dict[str, Any]) -> None:
+        data = (json.dumps(event, default=str) + "\n").encode("utf-8", "replace")
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._fd, view)
+            except InterruptedError:
+                continue
+            view = view[written:]
+
+
+def bounded(data: dict[str, Any]) -> dict[str, Any]:
+    """Rich output within the call's image budget: a larger image becomes a note."""
+    kept: dict[str, Any] = {}
+    for mime, value in data.items():
+        if mime in IMAGE_TYPES and isinstance(value, str):
+            if len(value) > limits["max_image_bytes"]:
+                kept["localbox/too-large"] = {"media_type": mime, "bytes": len(value)}
+                continue
+            kept[mime] = value
+        elif mime == "text/plain":
+            kept[mime] = cut(str(value), 1 << 20)
+    return kept
+
+
+def flush_now_and_then() -> None:
+    while True:
+        time.sleep(FLUSH_SECONDS)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+
+
+def main() -> None:
+    # The agent ignores SIGINT and that is inherited: interrupts must raise here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    requests = os.fdopen(int(sys.argv[1]), "rb")
+    events = Events(int(sys.argv[2]))
+    for fd in (requests.fileno(), int(sys.argv[2])):
+        os.set_inheritable(fd, False)  # what the code starts never gets them
+    # Text streams on the pipes that write whole lines (and carriage returns) at once, and
+    # anything else within FLUSH_SECONDS: output reaches the agent as it is printed.
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        raw = io.BufferedWriter(io.FileIO(fd, "w", closefd=False), buffer_size=1 << 16)
+        stream = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", line_buffering=True)
+        setattr(sys, name, stream)
+    threading.Thread(target=flush_now_and_then, name="localbox-flush", daemon=True).start()
+    sys.argv = [""]
+    shell = make_shell(events)
+    events.send({"t": "ready"})
+    while True:
+        try:
+            line = requests.readline()
+            if not line:
+                return
+            request = json.loads(line)
+            for key in limits:
+                value = request.get(key)
+                if isinstance(value, int) and value > 0:
+                    limits[key] = value
+            silent = request.get("silent") is True
+            shell.run_cell(str(request.get("code", "")), store_history=not silent, silent=silent)
+        except KeyboardInterrupt:
+            pass  # an interrupt that came between calls
+        except Exception as exc:  # never die on one bad request
+            events.send({"t": "error", "ename": type(exc).__name__, "evalue": str(exc)})
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except Exception:
+                pass
+        events.send({"t": "done"})
+
+
+def make_shell(events: Events) -> Any:
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    class Publisher(DisplayPublisher):  # type: ignore[misc]
+        def publish(self, data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> None:
+            if isinstance(data, dict):
+                events.send({"t": "display", "data": bounded(data)})
+
+        def clear_output(self, wait: bool = False) -> None:
+            pass
+
+    class ResultHook(DisplayHook):  # type: ignore[misc]
+        """The value of a cell's last expression, sent rather than printed."""
+
+        def write_output_prompt(self) -> None:
+            pass
+
+        def write_format_data(self, format_dict: Any, md_dict: Any = None) -> None:
+            if isinstance(format_dict, dict):
+                events.send({"t": "result", "data": bounded(format_dict)})
+
+    class Shell(InteractiveShell):  # type: ignore[misc]
+        def _showtraceback(self, etype: Any, evalue: Any, stb: Any) -> None:
+            limit = limits["max_error_bytes"]
+            lines = stb if isinstance(stb, list) else [str(stb)]
+            events.send(
+                {
+                    "t": "error",
+                    "ename": cut(getattr(etype, "__name__", str(etype)), 256),
+                    "evalue": cut(str(evalue), limit),
+                    "traceback": cut("\n".join(str(x) for x in lines), limit),
+                }
+            )
+
+        def enable_gui(self, gui: Any = None) -> None:
+            pass
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    config.InteractiveShell.colors = "NoColor"
+    config.InteractiveShell.xmode = "Context"
+    return Shell.instance(config=config, display_pub_class=Publisher, displayhook_class=ResultHook)
+
+
+if __name__ == "__main__":
+    main()
