@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     sandbox_cpus: float = Field(default=1.0, gt=0)
     sandbox_pids_limit: int = Field(default=256, ge=16)
     sandbox_tmp_size: str = "256m"
+    egress_image: str = "localbox-egress:latest"
+    egress_subnets: str = "10.213.0.0/16"
+    egress_extra_ca: Path | None = None
     max_upload_bytes: Size = Field(default=512 << 20, ge=1)
     max_json_bytes: Size = Field(default=16 << 20, ge=1024)
     max_containers: int = Field(default=100, ge=1)
@@ -90,6 +93,18 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.resolved_data_dir / 'localbox.db'}"
+
+    @property
+    def egress_extra_ca_pem(self) -> str:
+        """The extra CA the egress proxy trusts upstream (PEM), or "" when none is set."""
+        if self.egress_extra_ca is None:
+            return ""
+        text = self.egress_extra_ca.expanduser().read_text()
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ValueError(
+                f"LOCALBOX_EGRESS_EXTRA_CA: {self.egress_extra_ca} holds no PEM certificate"
+            )
+        return text
 
     @property
     def resolved_memory_budget(self) -> int:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from server.api.deps import Containers, Limit, OrderParam
-from server.api.schemas import Container, ContainerCreateBody, Deleted, Page, page_of
+from server.api.schemas import (
+    Container,
+    ContainerCreateBody,
+    Deleted,
+    NetworkPolicyAllowlist,
+    Page,
+    page_of,
+)
 from server.services.containers import CreateContainer
+from server.services.network import SecretRequest
 
 router = APIRouter(prefix="/containers", tags=["containers"])
 
@@ -18,12 +28,26 @@ def create_container(body: ContainerCreateBody, service: Containers) -> Containe
             name=body.name,
             minutes=body.expires_after.minutes if body.expires_after else None,
             memory_limit=body.memory_limit,
-            network_policy_type=body.network_policy.type if body.network_policy else "disabled",
             file_ids=body.file_ids or [],
             skills=len(body.skills or []),
+            **_network_policy(body),
         )
     )
     return Container.of(created)
+
+
+def _network_policy(body: ContainerCreateBody) -> dict[str, Any]:
+    policy = body.network_policy
+    if not isinstance(policy, NetworkPolicyAllowlist):
+        return {"network_policy_type": "disabled"}
+    return {
+        "network_policy_type": "allowlist",
+        "allowed_domains": policy.allowed_domains,
+        "domain_secrets": [
+            SecretRequest(domain=s.domain, name=s.name, value=s.value)
+            for s in policy.domain_secrets or []
+        ],
+    }
 
 
 @router.get("", response_model=Page[Container])

@@ -6,7 +6,7 @@ import itertools
 import logging
 import socket
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import BinaryIO, cast
@@ -32,6 +32,7 @@ from server.runtime.base import (
     SandboxState,
 )
 from server.runtime.docker_attach import AttachChannel
+from server.runtime.docker_egress import DockerEgress
 from server.runtime.tar_stream import tar_one_file
 
 log = logging.getLogger("localbox.runtime")
@@ -83,6 +84,9 @@ class DockerRuntime:
         tmp_size: str = "256m",
         disk_limit: int = 0,
         client_factory: Callable[[], docker.DockerClient] | None = None,
+        egress_image: str = "localbox-egress:latest",
+        egress_subnets: str = "10.213.0.0/16",
+        egress_extra_ca: str = "",
     ) -> None:
         self.image = image
         self.instance = instance
@@ -94,6 +98,13 @@ class DockerRuntime:
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
         self._agents: dict[str, AgentClient] = {}
+        self.egress = DockerEgress(
+            lambda: self.client,
+            instance,
+            image=egress_image,
+            subnets=egress_subnets,
+            extra_ca=egress_extra_ca,
+        )
 
     @property
     def client(self) -> docker.DockerClient:
@@ -122,6 +133,19 @@ class DockerRuntime:
         try:
             with _translated("create sandbox"):
                 client.volumes.create(name=name, labels=labels)
+                environment = {"LOCALBOX_DISK_LIMIT": str(self.disk_limit)}
+                volumes = {name: {"bind": DATA_PATH, "mode": "rw"}}
+                network: str | None = None
+                endpoints: dict[str, docker.types.EndpointConfig] | None = None
+                if spec.egress is not None:
+                    # Its own internal network, whose only other member is the egress proxy.
+                    attachment = self.egress.attach(spec.container_id, spec.egress)
+                    environment.update(attachment.environment)
+                    volumes.update(attachment.volumes)
+                    network = attachment.network
+                    endpoints = {
+                        network: client.api.create_endpoint_config(ipv4_address=attachment.address)
+                    }
                 container = client.containers.create(
                     self.image,
                     name=name,
@@ -129,17 +153,19 @@ class DockerRuntime:
                     detach=True,
                     user=AGENT_USER,
                     working_dir=DATA_PATH,
-                    network_mode="none",
+                    network_mode=None if network else "none",
+                    network=network,
+                    networking_config=endpoints,
                     cap_drop=["ALL"],
                     cap_add=AGENT_CAPABILITIES,
-                    environment={"LOCALBOX_DISK_LIMIT": str(self.disk_limit)},
+                    environment=environment,
                     security_opt=["no-new-privileges"],
                     pids_limit=self.pids_limit,
                     mem_limit=spec.memory_bytes,
                     memswap_limit=spec.memory_bytes,
                     nano_cpus=int(self.cpus * 1e9),
                     read_only=True,
-                    volumes={name: {"bind": DATA_PATH, "mode": "rw"}},
+                    volumes=volumes,
                     tmpfs={
                         "/tmp": f"rw,nosuid,nodev,size={self.tmp_size}",
                         # The kernel's connection file: the kernel rewrites it at start.
@@ -169,6 +195,7 @@ class DockerRuntime:
                 self.client.containers.get(name).remove(force=True)
             with suppress(docker.errors.NotFound):
                 self.client.volumes.get(name).remove(force=True)
+            self.egress.release(container_id)
 
     def start(self, container_id: str) -> None:
         sandbox = self._sandbox(container_id)
@@ -181,6 +208,10 @@ class DockerRuntime:
                 all=True, filters={"label": [f"{LABEL_INSTANCE}={self.instance}"]}
             )
             return [_info(c) for c in found if LABEL_CONTAINER in (c.labels or {})]
+
+    def reconcile_egress(self, container_ids: Collection[str], grace_seconds: float) -> None:
+        with _translated("reconcile egress"):
+            self.egress.reconcile(container_ids, grace_seconds)
 
     def _sandbox(self, container_id: str) -> DockerContainer:
         with _translated("find sandbox"):

@@ -12,11 +12,12 @@ from server import metrics
 from server.domain import MEMORY_LIMITS, Container, Cursor, Order, Page, PageQuery
 from server.errors import ApiError, ContainerNotFound, InvalidRequest, NotSupported
 from server.ids import Clock, new_container_id
-from server.runtime import SandboxRuntime, SandboxRuntimeError, SandboxSpec
+from server.runtime import EgressPolicy, SandboxRuntime, SandboxRuntimeError, SandboxSpec
 from server.services.activity import Activity
 from server.services.capacity import Capacity
 from server.services.container_files import ContainerFileService
 from server.services.errors import runtime_errors
+from server.services.network import SecretRequest, egress_policy
 from server.store import ContainerRepository
 
 log = logging.getLogger("localbox.containers")
@@ -30,6 +31,8 @@ class CreateContainer:
     minutes: int | None = None
     memory_limit: str | None = None
     network_policy_type: str = "disabled"
+    allowed_domains: list[str] = field(default_factory=list)
+    domain_secrets: list[SecretRequest] = field(default_factory=list)
     file_ids: list[str] = field(default_factory=list)
     skills: int = 0
 
@@ -75,8 +78,7 @@ class ContainerService:
         if memory_limit not in MEMORY_LIMITS:
             allowed = ", ".join(f"'{m}'" for m in MEMORY_LIMITS)
             raise InvalidRequest(f"memory_limit must be one of {allowed}.", "memory_limit")
-        if req.network_policy_type != "disabled":
-            raise NotSupported("network_policy of type 'allowlist'", "network_policy")
+        egress = self._egress(req)
         if req.skills:
             raise NotSupported("skills", "skills")
         sources = self._files.resolve_file_ids(req.file_ids)
@@ -90,8 +92,12 @@ class ContainerService:
             expires_after_minutes=minutes,
             last_active_at=now,
             memory_limit=memory_limit,
+            network_policy_type="allowlist" if egress else "disabled",
+            allowed_domains=list(egress.allowed_domains) if egress else [],
         )
-        spec = SandboxSpec(container_id=container.id, memory_bytes=MEMORY_LIMITS[memory_limit])
+        spec = SandboxSpec(
+            container_id=container.id, memory_bytes=MEMORY_LIMITS[memory_limit], egress=egress
+        )
         slot = self._capacity.container_slot(memory_limit) if self._capacity else nullcontext()
         with slot:
             with runtime_errors("create the sandbox"):
@@ -106,6 +112,18 @@ class ContainerService:
                 raise
         log.info("created container %s (%s)", container.id, memory_limit)
         return container
+
+    @staticmethod
+    def _egress(req: CreateContainer) -> EgressPolicy | None:
+        """The sandbox's egress policy: None (no network at all) unless it is an allowlist.
+        Secrets are not kept here: only the egress proxy holds their values."""
+        if req.network_policy_type == "disabled":
+            return None
+        if req.network_policy_type != "allowlist":
+            raise InvalidRequest(
+                "network_policy.type must be 'disabled' or 'allowlist'.", "network_policy.type"
+            )
+        return egress_policy(req.allowed_domains, req.domain_secrets)
 
     def retrieve(self, container_id: str) -> Container:
         """Return the container and mark it active."""
@@ -177,6 +195,7 @@ class ContainerService:
             self._repo.set_status(cid, "expired")
             self._files.forget(cid)
             metrics.count_reconcile("marked_expired")
+        self._runtime.reconcile_egress(self._repo.running_allowlisted_ids(), grace_seconds)
 
     def _cursor(self, container_id: str | None, param: str) -> Cursor | None:
         if container_id is None:

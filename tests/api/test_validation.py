@@ -56,10 +56,6 @@ def test_minutes_above_the_configured_maximum(client: openai.OpenAI) -> None:
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        (
-            {"network_policy": {"type": "allowlist", "allowed_domains": ["example.com"]}},
-            "network_policy",
-        ),
         ({"skills": [{"type": "skill_reference", "skill_id": "s"}]}, "skills"),
     ],
 )
