@@ -161,10 +161,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EgressWorld]:
             time.sleep(0.1)
         upstream.reload()
         ip = upstream.attrs["NetworkSettings"]["Networks"][outside]["IPAddress"]
+        world = EgressWorld(server, client, upstream, ip, engine)
         try:
-            yield EgressWorld(server, client, upstream, ip, engine)
+            yield world
         finally:
-            client.containers.delete(first.id)
+            world.client.containers.delete(first.id)  # the server may have been restarted
             engine.close()
 
 
@@ -212,7 +213,9 @@ def test_denied_hosts_and_raw_addresses_are_refused_with_a_clear_error(
     assert f"{world.upstream_ip} is an IP address" in raw_http[1]
     assert "is an IP address" in raw_https[1]
     assert "port 8443 of allowed.test" in other_port[1]
-    assert not [r for r in world.received() if "denied" in r["host"] or r["path"] in "/x/y/z"]
+    assert not [
+        r for r in world.received() if "denied" in r["host"] or r["path"] in ("/x", "/y", "/z")
+    ]
     world.client.containers.delete(c.id)
 
 
@@ -322,6 +325,35 @@ def test_pip_downloads_from_an_allowlisted_index(world: EgressWorld) -> None:
     assert result["exit_code"] == 0, result
     assert "tinypkg-1.0-py3-none-any.whl" in result["stdout"]
     world.client.containers.delete(c.id)
+
+
+def test_a_restart_keeps_allowlisted_sandboxes_working_and_delete_removes_the_network(
+    world: EgressWorld,
+) -> None:
+    c = world.create(
+        ["allowed.test"], [{"domain": "allowed.test", "name": "TOKEN", "value": SECRET}]
+    )
+    network = f"localbox-net-{c.id}"
+    assert world.docker.networks.get(network).attrs["Internal"] is True
+    world.server.stop()
+    world.server.start()
+    world.client = world.server.client(max_retries=0)
+    status, body = world.python(
+        c.id,
+        "import os\nprint(json.dumps(fetch('https://allowed.test/after-restart',"
+        " {'X-Token': os.environ['TOKEN']})))",
+    )
+    assert (status, body) == (200, "hello from allowed.test over https\n")
+    seen = [r for r in world.received() if r["path"] == "/after-restart"]
+    assert seen[-1]["headers"]["X-Token"] == SECRET
+
+    proxy = world.docker.containers.get(f"localbox-egress-{world.server.instance_id}")
+    policies = proxy.exec_run(["ls", "/var/lib/localbox-egress/policies"]).output.decode()
+    world.client.containers.delete(c.id)
+    with pytest.raises(docker.errors.NotFound):
+        world.docker.networks.get(network)
+    after = proxy.exec_run(["ls", "/var/lib/localbox-egress/policies"]).output.decode()
+    assert len(after.split()) == len(policies.split()) - 1
 
 
 @pytest.mark.parametrize(
