@@ -8,13 +8,14 @@ DEPS_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 
-.PHONY: help setup venv dev-venv node-deps litellm-deps compose-tool server-image docker-engine sandbox-image run test lint typecheck pytest bench clean
+.PHONY: help setup venv dev-venv node-deps litellm-deps compose-tool server-image docker-engine sandbox-image egress-image run test lint typecheck pytest bench clean
 
 help:
 	@echo "make run           - set everything up and serve the API on 127.0.0.1:8000"
 	@echo "make test          - set everything up, lint, type-check and run the test suite"
 	@echo "make bench         - print benchmark figures against raw Docker"
 	@echo "make sandbox-image - build the image every sandbox runs (about 2.3 GB, minutes the first time)"
+	@echo "make egress-image  - build the egress proxy image allowlisted sandboxes reach the outside through"
 	@echo "make server-image  - build localbox's own image (localbox:latest) for docker-compose"
 	@echo "make lint          - ruff lint and format check"
 	@echo "make typecheck     - mypy --strict on server/"
@@ -72,14 +73,17 @@ docker-engine:
 sandbox-image: docker-engine venv
 	@bash scripts/ensure-sandbox-image.sh
 
-setup: venv docker-engine sandbox-image
+egress-image: docker-engine sandbox-image
+	@bash scripts/ensure-egress-image.sh
+
+setup: venv docker-engine sandbox-image egress-image
 
 run: setup
 	@$(BIN)/localbox
 
 lint: dev-venv
-	$(BIN)/ruff check server tests scripts sandbox-image
-	$(BIN)/ruff format --check server tests scripts sandbox-image
+	$(BIN)/ruff check server tests scripts sandbox-image egress-image
+	$(BIN)/ruff format --check server tests scripts sandbox-image egress-image
 
 typecheck: dev-venv
 	$(BIN)/mypy server

@@ -65,6 +65,9 @@ def create_app(
             pids_limit=settings.sandbox_pids_limit,
             tmp_size=settings.sandbox_tmp_size,
             disk_limit=settings.sandbox_disk_bytes,
+            egress_image=settings.egress_image,
+            egress_subnets=settings.egress_subnets,
+            egress_extra_ca=settings.egress_extra_ca_pem,
         )
     container_repo = ContainerRepository(db)
     file_repo = FileRepository(db)

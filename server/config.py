@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -25,6 +26,14 @@ def parse_size(value: object) -> object:
 
 
 Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+def _egress_subnets(value: str) -> str:
+    """An IPv4 range that holds at least one /29 (one allowlisted sandbox's network)."""
+    network = ipaddress.ip_network(value, strict=True)
+    if not isinstance(network, ipaddress.IPv4Network) or network.prefixlen > 29:
+        raise ValueError(f"{value!r} must be an IPv4 network of /29 or larger")
+    return str(network)
 
 
 def host_memory_bytes() -> int:
@@ -50,6 +59,9 @@ class Settings(BaseSettings):
     sandbox_cpus: float = Field(default=1.0, gt=0)
     sandbox_pids_limit: int = Field(default=256, ge=16)
     sandbox_tmp_size: str = "256m"
+    egress_image: str = "localbox-egress:latest"
+    egress_subnets: Annotated[str, AfterValidator(_egress_subnets)] = "10.213.0.0/16"
+    egress_extra_ca: Path | None = None
     max_upload_bytes: Size = Field(default=512 << 20, ge=1)
     max_json_bytes: Size = Field(default=16 << 20, ge=1024)
     max_containers: int = Field(default=100, ge=1)
@@ -99,6 +111,18 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.resolved_data_dir / 'localbox.db'}"
+
+    @property
+    def egress_extra_ca_pem(self) -> str:
+        """The extra CA the egress proxy trusts upstream (PEM), or "" when none is set."""
+        if self.egress_extra_ca is None:
+            return ""
+        text = self.egress_extra_ca.expanduser().read_text()
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ValueError(
+                f"LOCALBOX_EGRESS_EXTRA_CA: {self.egress_extra_ca} holds no PEM certificate"
+            )
+        return text
 
     @property
     def resolved_memory_budget(self) -> int:

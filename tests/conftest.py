@@ -122,14 +122,16 @@ class LocalboxServer:
 
 
 def remove_sandboxes(instance_id: str) -> None:
-    """Remove every Docker object labelled with this instance id, one of the suite's own
-    servers (the fixtures' clean-up): nobody else's sandboxes are touched."""
+    """Remove every Docker object (container, volume, network) labelled with this instance id,
+    one of the suite's own servers (the fixtures' clean-up): nobody else's are touched."""
     client = docker.from_env()
     label = f"localbox.instance={instance_id}"
     for c in client.containers.list(all=True, filters={"label": label}):
         c.remove(force=True)
     for v in client.volumes.list(filters={"label": label}):
         v.remove(force=True)
+    for n in client.networks.list(filters={"label": label}):
+        n.remove()
     client.close()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from server.api.deps import Containers, Limit, OrderParam
@@ -10,11 +12,13 @@ from server.api.schemas import (
     ContainerCreateBody,
     Deleted,
     InlineSkillParam,
+    NetworkPolicyAllowlist,
     Page,
     SkillParam,
     page_of,
 )
 from server.services.containers import CreateContainer
+from server.services.network import SecretRequest
 from server.services.skills import ContainerSkill, InlineSkill, SkillReference
 
 router = APIRouter(prefix="/containers", tags=["containers"])
@@ -27,12 +31,26 @@ def create_container(body: ContainerCreateBody, service: Containers) -> Containe
             name=body.name,
             minutes=body.expires_after.minutes if body.expires_after else None,
             memory_limit=body.memory_limit,
-            network_policy_type=body.network_policy.type if body.network_policy else "disabled",
             file_ids=body.file_ids or [],
             skills=[_skill(s) for s in body.skills or []],
+            **_network_policy(body),
         )
     )
     return Container.of(created)
+
+
+def _network_policy(body: ContainerCreateBody) -> dict[str, Any]:
+    policy = body.network_policy
+    if not isinstance(policy, NetworkPolicyAllowlist):
+        return {"network_policy_type": "disabled"}
+    return {
+        "network_policy_type": "allowlist",
+        "allowed_domains": policy.allowed_domains,
+        "domain_secrets": [
+            SecretRequest(domain=s.domain, name=s.name, value=s.value)
+            for s in policy.domain_secrets or []
+        ],
+    }
 
 
 @router.get("", response_model=Page[Container])

@@ -1,6 +1,8 @@
 """Sandboxes: the SandboxRuntime protocol and its drivers. Only runtime/docker.py imports docker."""
 
 from server.runtime.base import (
+    EgressPolicy,
+    EgressSecret,
     ExecDone,
     ExecError,
     ExecEvent,
@@ -19,6 +21,8 @@ from server.runtime.base import (
 )
 
 __all__ = [
+    "EgressPolicy",
+    "EgressSecret",
     "ExecDone",
     "ExecError",
     "ExecEvent",

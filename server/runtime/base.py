@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Literal, Protocol
 
@@ -26,9 +26,31 @@ class SandboxFileNotFound(SandboxRuntimeError):
 
 
 @dataclass(frozen=True)
+class EgressSecret:
+    """A secret the egress proxy puts in place of placeholder, on requests to domain only."""
+
+    domain: str
+    name: str
+    """The environment variable that holds the placeholder in the sandbox."""
+    placeholder: str
+    value: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """A sandbox that may reach these domains (and their subdomains) through the egress proxy."""
+
+    allowed_domains: tuple[str, ...]
+    """Lower-case host names, each optionally with ":port" for a port besides 80 and 443."""
+    secrets: tuple[EgressSecret, ...] = ()
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     container_id: str
     memory_bytes: int
+    egress: EgressPolicy | None = None
+    """None: no network at all."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +169,11 @@ class SandboxRuntime(Protocol):
     def install_skills(self, container_id: str, archive: Iterator[bytes]) -> None:
         """Unpack a tar stream into the running sandbox's skills directory (/mnt/skills),
         which user code can read but not change, and which outlives sandbox restarts."""
+
+    def reconcile_egress(self, container_ids: Collection[str], grace_seconds: float) -> None:
+        """Make the egress side agree with these allowlisted sandboxes: the proxy runs when
+        there is any and reaches each one's network; networks and policies of others go once
+        they are grace_seconds old (a create may be in flight)."""
 
     def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
         """Write size bytes from source to path (relative to /mnt/data), replacing any file."""

@@ -7,7 +7,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import BinaryIO, cast
@@ -19,6 +19,7 @@ from docker.models.containers import Container as DockerContainer
 
 from server.runtime.agent import AgentClient, AgentGone, AgentWedged
 from server.runtime.base import (
+    EgressPolicy,
     ExecDone,
     ExecError,
     ExecEvent,
@@ -34,6 +35,7 @@ from server.runtime.base import (
     SpareInfo,
 )
 from server.runtime.docker_attach import AttachChannel
+from server.runtime.docker_egress import DockerEgress
 from server.runtime.tar_stream import tar_one_file
 
 log = logging.getLogger("localbox.runtime")
@@ -95,6 +97,9 @@ class DockerRuntime:
         tmp_size: str = "256m",
         disk_limit: int = 0,
         client_factory: Callable[[], docker.DockerClient] | None = None,
+        egress_image: str = "localbox-egress:latest",
+        egress_subnets: str = "10.213.0.0/16",
+        egress_extra_ca: str = "",
     ) -> None:
         self.image = image
         self.instance = instance
@@ -106,6 +111,13 @@ class DockerRuntime:
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
         self._agents: dict[str, AgentClient] = {}
+        self.egress = DockerEgress(
+            lambda: self.client,
+            instance,
+            image=egress_image,
+            subnets=egress_subnets,
+            extra_ca=egress_extra_ca,
+        )
 
     @property
     def client(self) -> docker.DockerClient:
@@ -128,7 +140,8 @@ class DockerRuntime:
             self.client.ping()
 
     def create(self, spec: SandboxSpec) -> None:
-        self._run(spec.container_id, self.labels(spec.container_id), spec.memory_bytes)
+        labels = self.labels(spec.container_id)
+        self._run(spec.container_id, labels, spec.memory_bytes, spec.egress)
 
     def create_spare(self, spare_id: str, memory_bytes: int) -> None:
         labels = {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_SPARE: "true"}
@@ -174,7 +187,13 @@ class DockerRuntime:
                     removed += 1
         return removed
 
-    def _run(self, ident: str, labels: dict[str, str], memory_bytes: int) -> None:
+    def _run(
+        self,
+        ident: str,
+        labels: dict[str, str],
+        memory_bytes: int,
+        egress: EgressPolicy | None = None,
+    ) -> None:
         """Create and start one hardened sandbox named for ident, with its own volume."""
         name = sandbox_name(ident)
         client = self.client
@@ -186,6 +205,22 @@ class DockerRuntime:
                 # back empty), and it is not charged to the sandbox's memory limit.
                 skills = skills_volume_name(ident)
                 client.volumes.create(name=skills, labels=labels)
+                environment = {"LOCALBOX_DISK_LIMIT": str(self.disk_limit)}
+                volumes = {
+                    name: {"bind": DATA_PATH, "mode": "rw"},
+                    skills: {"bind": SKILLS_PATH, "mode": "rw"},
+                }
+                network: str | None = None
+                endpoints: dict[str, docker.types.EndpointConfig] | None = None
+                if egress is not None:
+                    # Its own internal network, whose only other member is the egress proxy.
+                    attachment = self.egress.attach(ident, egress)
+                    environment.update(attachment.environment)
+                    volumes.update(attachment.volumes)
+                    network = attachment.network
+                    endpoints = {
+                        network: client.api.create_endpoint_config(ipv4_address=attachment.address)
+                    }
                 container = client.containers.create(
                     self.image,
                     name=name,
@@ -193,20 +228,19 @@ class DockerRuntime:
                     detach=True,
                     user=AGENT_USER,
                     working_dir=DATA_PATH,
-                    network_mode="none",
+                    network_mode=None if network else "none",
+                    network=network,
+                    networking_config=endpoints,
                     cap_drop=["ALL"],
                     cap_add=AGENT_CAPABILITIES,
-                    environment={"LOCALBOX_DISK_LIMIT": str(self.disk_limit)},
+                    environment=environment,
                     security_opt=["no-new-privileges"],
                     pids_limit=self.pids_limit,
                     mem_limit=memory_bytes,
                     memswap_limit=memory_bytes,
                     nano_cpus=int(self.cpus * 1e9),
                     read_only=True,
-                    volumes={
-                        name: {"bind": DATA_PATH, "mode": "rw"},
-                        skills: {"bind": SKILLS_PATH, "mode": "rw"},
-                    },
+                    volumes=volumes,
                     tmpfs={
                         "/tmp": f"rw,nosuid,nodev,size={self.tmp_size}",
                         # The kernel's connection file: the kernel rewrites it at start.
@@ -237,11 +271,12 @@ class DockerRuntime:
         with _translated("remove sandbox"):
             with suppress(docker.errors.NotFound):
                 sandbox = self.client.containers.get(name)
-                volumes = _volumes(sandbox) or volumes
+                volumes = _own_volumes(sandbox) or volumes
                 sandbox.remove(force=True)
             for volume in volumes:
                 with suppress(docker.errors.NotFound):
                     self.client.volumes.get(volume).remove(force=True)
+            self.egress.release(container_id)
 
     def start(self, container_id: str) -> None:
         sandbox = self._sandbox(container_id)
@@ -270,6 +305,10 @@ class DockerRuntime:
             created = _timestamp(c.attrs.get("Created"))
             managed.append((name.removeprefix(NAME_PREFIX), state, created))
         return managed
+
+    def reconcile_egress(self, container_ids: Collection[str], grace_seconds: float) -> None:
+        with _translated("reconcile egress"):
+            self.egress.reconcile(container_ids, grace_seconds)
 
     def _sandbox(self, container_id: str) -> DockerContainer:
         with _translated("find sandbox"):
@@ -457,10 +496,13 @@ def _timestamp(value: object) -> float:
         return 0.0
 
 
-def _volumes(sandbox: DockerContainer) -> list[str]:
-    """The names of the volumes mounted in the sandbox."""
+def _own_volumes(sandbox: DockerContainer) -> list[str]:
+    """The names of the sandbox's own volumes (its data and skills; not shared ones such as
+    the egress proxy's certificates)."""
     return [
         str(mount["Name"])
         for mount in sandbox.attrs.get("Mounts") or []
-        if mount.get("Type") == "volume" and mount.get("Name")
+        if mount.get("Type") == "volume"
+        and mount.get("Name")
+        and mount.get("Destination") in (DATA_PATH, SKILLS_PATH)
     ]

@@ -13,11 +13,12 @@ from server import metrics
 from server.domain import MEMORY_LIMITS, Container, Cursor, File, Order, Page, PageQuery
 from server.errors import ApiError, ContainerNotFound, InvalidRequest, NotSupported
 from server.ids import Clock, new_container_id
-from server.runtime import SandboxRuntime, SandboxRuntimeError, SandboxSpec
+from server.runtime import EgressPolicy, SandboxRuntime, SandboxRuntimeError, SandboxSpec
 from server.services.activity import Activity
 from server.services.capacity import Capacity
 from server.services.container_files import ContainerFileService
 from server.services.errors import runtime_errors
+from server.services.network import SecretRequest, egress_policy
 from server.services.skill_bundle import Installed, install_archive
 from server.services.skills import ContainerSkill, SkillService
 from server.services.warm_pool import WarmPool
@@ -34,6 +35,8 @@ class CreateContainer:
     minutes: int | None = None
     memory_limit: str | None = None
     network_policy_type: str = "disabled"
+    allowed_domains: list[str] = field(default_factory=list)
+    domain_secrets: list[SecretRequest] = field(default_factory=list)
     file_ids: list[str] = field(default_factory=list)
     skills: list[ContainerSkill] = field(default_factory=list)
 
@@ -86,11 +89,10 @@ class ContainerService:
         if memory_limit not in MEMORY_LIMITS:
             allowed = ", ".join(f"'{m}'" for m in MEMORY_LIMITS)
             raise InvalidRequest(f"memory_limit must be one of {allowed}.", "memory_limit")
-        if req.network_policy_type != "disabled":
-            raise NotSupported("network_policy of type 'allowlist'", "network_policy")
+        egress = self._egress(req)
         sources = self._files.resolve_file_ids(req.file_ids)
         with self._prepared_skills(req.skills) as skills:
-            return self._start(req, minutes, memory_limit, sources, skills)
+            return self._start(req, minutes, memory_limit, sources, skills, egress)
 
     def _prepared_skills(
         self, skills: list[ContainerSkill]
@@ -108,6 +110,7 @@ class ContainerService:
         memory_limit: str,
         sources: list[File],
         skills: list[Installed],
+        egress: EgressPolicy | None,
     ) -> Container:
         now = self._now()
         container = Container(
@@ -118,11 +121,16 @@ class ContainerService:
             expires_after_minutes=minutes,
             last_active_at=now,
             memory_limit=memory_limit,
+            network_policy_type="allowlist" if egress else "disabled",
+            allowed_domains=list(egress.allowed_domains) if egress else [],
         )
-        spec = SandboxSpec(container_id=container.id, memory_bytes=MEMORY_LIMITS[memory_limit])
+        spec = SandboxSpec(
+            container_id=container.id, memory_bytes=MEMORY_LIMITS[memory_limit], egress=egress
+        )
         slot = self._capacity.container_slot(memory_limit) if self._capacity else nullcontext()
         with slot, self._in_flight(container.id):
-            warm = self._claim_spare(spec)
+            # Spares have no network: an allowlisted sandbox is made for its policy.
+            warm = egress is None and self._claim_spare(spec)
             if not warm:
                 with runtime_errors("create the sandbox"):
                     self._runtime.create(spec)
@@ -170,6 +178,18 @@ class ContainerService:
         finally:
             with self._creating_lock:
                 self._creating.discard(container_id)
+
+    @staticmethod
+    def _egress(req: CreateContainer) -> EgressPolicy | None:
+        """The sandbox's egress policy: None (no network at all) unless it is an allowlist.
+        Secrets are not kept here: only the egress proxy holds their values."""
+        if req.network_policy_type == "disabled":
+            return None
+        if req.network_policy_type != "allowlist":
+            raise InvalidRequest(
+                "network_policy.type must be 'disabled' or 'allowlist'.", "network_policy.type"
+            )
+        return egress_policy(req.allowed_domains, req.domain_secrets)
 
     def retrieve(self, container_id: str) -> Container:
         """Return the container and mark it active."""
@@ -245,6 +265,7 @@ class ContainerService:
             self._repo.set_status(cid, "expired")
             self._files.forget(cid)
             metrics.count_reconcile("marked_expired")
+        self._runtime.reconcile_egress(self._repo.running_allowlisted_ids(), grace_seconds)
         if self._pool is not None:
             self._pool.reconcile()
         self._runtime.prune_volumes(grace_seconds=max(grace_seconds, 60.0))

@@ -102,6 +102,15 @@ class ContainerRepository(Repository[ContainerRecord, Container]):
             stmt = select(ContainerRecord.id).where(col(ContainerRecord.status) == status)
             return list(s.exec(stmt).all())
 
+    def running_allowlisted_ids(self) -> list[str]:
+        """Running containers whose sandbox reaches the outside through the egress proxy."""
+        with self._db.session() as s:
+            stmt = select(ContainerRecord.id).where(
+                col(ContainerRecord.status) == "running",
+                col(ContainerRecord.network_policy_type) == "allowlist",
+            )
+            return list(s.exec(stmt).all())
+
     def count_by_status(self) -> dict[str, int]:
         with self._db.session() as s:
             stmt = select(ContainerRecord.status, func.count()).group_by(ContainerRecord.status)

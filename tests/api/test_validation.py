@@ -53,23 +53,6 @@ def test_minutes_above_the_configured_maximum(client: openai.OpenAI) -> None:
     assert err.param == "expires_after.minutes"
 
 
-@pytest.mark.parametrize(
-    ("body", "param"),
-    [
-        (
-            {"network_policy": {"type": "allowlist", "allowed_domains": ["example.com"]}},
-            "network_policy",
-        ),
-    ],
-)
-def test_unbuilt_features_say_not_supported(
-    client: openai.OpenAI, body: dict[str, Any], param: str
-) -> None:
-    err = _bad_create(client, **body)
-    assert err.param == param
-    assert "not supported yet" in err.message
-
-
 def test_missing_name_and_bad_json(server: LocalboxServer) -> None:
     r = httpx.post(f"{server.base_url}/containers", json={"memory_limit": "1g"})
     assert r.status_code == 400

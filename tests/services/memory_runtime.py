@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import BinaryIO
 
 from server.runtime import (
@@ -22,6 +22,7 @@ class MemoryRuntime:
         self.files: dict[str, dict[str, bytes]] = {}
         self.skills: dict[str, bytes] = {}
         self.down = False
+        self.egress_ids: set[str] = set()
 
     def ping(self) -> None:
         if self.down:
@@ -40,6 +41,10 @@ class MemoryRuntime:
 
     def start(self, container_id: str) -> None:
         self.sandboxes[container_id] = SandboxInfo(container_id, "running", 0.0)
+
+    def reconcile_egress(self, container_ids: Collection[str], grace_seconds: float) -> None:
+        self.ping()
+        self.egress_ids = set(container_ids)
 
     def list_sandboxes(self) -> list[SandboxInfo]:
         self.ping()

@@ -1,0 +1,387 @@
+"""network_policy "allowlist": sandboxes reach allowlisted domains through the egress proxy only.
+
+The upstreams are the suite's own (a container on the proxy's outside network, under the
+aliases allowed.test, sub.allowed.test, other.test, denied.test and pypi.test, serving HTTP and
+HTTPS with a test CA the proxy is told to trust); nothing here touches the internet.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import openai
+import pytest
+from docker.models.containers import Container as DockerContainer
+
+from tests.api.test_exec import run
+from tests.conftest import LocalboxServer, serving
+
+HERE = Path(__file__).resolve().parent
+ALIASES = ["allowed.test", "sub.allowed.test", "other.test", "denied.test", "pypi.test"]
+SECRET = "sk-real-0123456789abcdef"
+SANDBOX_IMAGE = os.environ.get("LOCALBOX_SANDBOX_IMAGE", "localbox-sandbox:latest")
+
+FETCH = """
+import json, urllib.error, urllib.request
+def fetch(url, headers=None):
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            return [r.status, r.read().decode()]
+    except urllib.error.HTTPError as e:
+        return [e.code, e.read().decode()]
+    except Exception as e:
+        return [None, repr(e)]
+"""
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certificates(folder: Path) -> None:
+    """A test CA (ca.pem) and a certificate for every upstream alias (leaf.pem, leaf.key)."""
+    folder.mkdir(parents=True)
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=localbox test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=folder,
+    )  # fmt: skip
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
+        "-subj", "/CN=allowed.test",
+        cwd=folder,
+    )  # fmt: skip
+    sans = ",".join(f"DNS:{a}" for a in ALIASES)
+    (folder / "ext.cnf").write_text(
+        f"subjectAltName={sans}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf",
+        cwd=folder,
+    )  # fmt: skip
+    for name in ("leaf.key", "leaf.pem"):
+        (folder / name).chmod(0o644)
+
+
+def make_index(www: Path) -> None:
+    """A one-package index: /simple/tinypkg/ links a wheel under /files/."""
+    wheel = "tinypkg-1.0-py3-none-any.whl"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("tinypkg/__init__.py", "VALUE = 1\n")
+        z.writestr(
+            "tinypkg-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.0\n"
+        )
+        z.writestr(
+            "tinypkg-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        z.writestr("tinypkg-1.0.dist-info/RECORD", "")
+    (www / "files").mkdir(parents=True)
+    (www / "files" / wheel).write_bytes(buffer.getvalue())
+    (www / "simple" / "tinypkg").mkdir(parents=True)
+    (www / "simple" / "index.html").write_text('<a href="/simple/tinypkg/">tinypkg</a>\n')
+    (www / "simple" / "tinypkg" / "index.html").write_text(
+        f'<html><body><a href="/files/{wheel}">{wheel}</a></body></html>\n'
+    )
+
+
+@dataclass
+class EgressWorld:
+    server: LocalboxServer
+    client: openai.OpenAI
+    upstream: DockerContainer
+    upstream_ip: str
+    docker: docker.DockerClient
+
+    def create(self, domains: list[str], secrets: list[dict[str, str]] | None = None) -> Any:
+        policy: dict[str, Any] = {"type": "allowlist", "allowed_domains": domains}
+        if secrets is not None:
+            policy["domain_secrets"] = secrets
+        return self.client.containers.create(name="egress", network_policy=policy)  # type: ignore[arg-type]
+
+    def python(self, container_id: str, code: str) -> Any:
+        result = run(self.server, container_id, FETCH + code, timeout=120)
+        assert result["status"] == "completed", result
+        return json.loads(result["stdout"].strip().splitlines()[-1])
+
+    def received(self) -> list[dict[str, Any]]:
+        """What the upstream received, oldest first."""
+        lines = self.upstream.logs(stdout=True, stderr=False).decode().splitlines()
+        return [r for r in map(json.loads, lines) if "path" in r]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EgressWorld]:
+    root = tmp_path_factory.mktemp("egress")
+    make_certificates(root / "certs")
+    make_index(root / "www")
+    env = {"LOCALBOX_EGRESS_EXTRA_CA": str(root / "certs" / "ca.pem")}
+    with serving(root / "data", env) as server:
+        client = server.client(max_retries=0)
+        # The first allowlisted container makes the proxy and its outside network, which the
+        # upstream then joins under its aliases.
+        first = client.containers.create(
+            name="first",
+            network_policy={"type": "allowlist", "allowed_domains": ["allowed.test"]},  # type: ignore[arg-type]
+        )
+        engine = docker.from_env()
+        outside = f"localbox-egress-{server.instance_id}"
+        upstream = engine.containers.run(
+            SANDBOX_IMAGE,
+            ["python3", "/srv/upstream.py", "/srv/certs/leaf.pem", "/srv/certs/leaf.key"],
+            detach=True,
+            name=f"localbox-upstream-{server.instance_id}",
+            labels={"localbox.instance": server.instance_id, "localbox.test": "upstream"},
+            network=outside,
+            networking_config={outside: engine.api.create_endpoint_config(aliases=ALIASES)},
+            volumes={
+                str(HERE / "egress" / "upstream.py"): {"bind": "/srv/upstream.py", "mode": "ro"},
+                str(root / "certs"): {"bind": "/srv/certs", "mode": "ro"},
+                str(root / "www"): {"bind": "/srv/www", "mode": "ro"},
+            },
+        )
+        deadline = time.monotonic() + 30
+        while b'"ready"' not in upstream.logs():
+            assert time.monotonic() < deadline, upstream.logs()
+            time.sleep(0.1)
+        upstream.reload()
+        ip = upstream.attrs["NetworkSettings"]["Networks"][outside]["IPAddress"]
+        world = EgressWorld(server, client, upstream, ip, engine)
+        try:
+            yield world
+        finally:
+            world.client.containers.delete(first.id)  # the server may have been restarted
+            engine.close()
+
+
+def test_allowlist_is_echoed_and_reaches_allowed_hosts_over_http_and_https(
+    world: EgressWorld,
+) -> None:
+    c = world.create(["Allowed.test", "other.test"])
+    assert c.network_policy.type == "allowlist"
+    assert c.network_policy.allowed_domains == ["allowed.test", "other.test"]
+    got = world.client.containers.retrieve(c.id)
+    assert got.network_policy.allowed_domains == ["allowed.test", "other.test"]
+    results = world.python(
+        c.id,
+        "print(json.dumps([fetch('http://allowed.test/a'), fetch('https://allowed.test/b'),"
+        " fetch('https://sub.allowed.test/c'), fetch('https://other.test/d')]))",
+    )
+    assert results == [
+        [200, "hello from allowed.test over http\n"],
+        [200, "hello from allowed.test over https\n"],
+        [200, "hello from sub.allowed.test over https\n"],
+        [200, "hello from other.test over https\n"],
+    ]
+    curl = run(world.server, c.id, "curl -sS https://allowed.test/curl", language="bash")
+    assert curl["stdout"] == "hello from allowed.test over https\n", curl
+    world.client.containers.delete(c.id)
+
+
+def test_denied_hosts_and_raw_addresses_are_refused_with_a_clear_error(
+    world: EgressWorld,
+) -> None:
+    c = world.create(["allowed.test"])
+    results = world.python(
+        c.id,
+        "print(json.dumps([fetch('http://denied.test/x'), fetch('https://denied.test/y'),"
+        f" fetch('http://{world.upstream_ip}/z'), fetch('https://{world.upstream_ip}/z'),"
+        " fetch('https://allowed.test:8443/p')]))",
+    )
+    http_denied, https_denied, raw_http, raw_https, other_port = results
+    assert http_denied[0] == 403
+    assert "denied.test is not on this container's allowlist" in http_denied[1]
+    assert https_denied[0] is None
+    assert "403" in https_denied[1]
+    assert "denied.test is not on this container's allowlist" in https_denied[1]
+    assert raw_http[0] == 403
+    assert f"{world.upstream_ip} is an IP address" in raw_http[1]
+    assert "is an IP address" in raw_https[1]
+    assert "port 8443 of allowed.test" in other_port[1]
+    assert not [
+        r for r in world.received() if "denied" in r["host"] or r["path"] in ("/x", "/y", "/z")
+    ]
+    world.client.containers.delete(c.id)
+
+
+def test_nothing_bypasses_the_proxy(world: EgressWorld) -> None:
+    a = world.create(["allowed.test"])
+    b = world.create(["allowed.test"])
+    b_ip = next(
+        iter(
+            world.docker.containers.get(f"localbox-{b.id}")
+            .attrs["NetworkSettings"]["Networks"]
+            .values()
+        )
+    )["IPAddress"]
+    code = f"""
+import os, socket, time
+def connect(host, port):
+    started = time.monotonic()
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        return "connected"
+    except OSError as e:
+        return f"{{type(e).__name__}} after {{time.monotonic() - started:.1f}}s"
+def resolve(name):
+    try:
+        return socket.getaddrinfo(name, 80)[0][4][0]
+    except OSError as e:
+        return type(e).__name__
+proxy = os.environ["HTTP_PROXY"].split("//")[1].split(":")[0]
+gateway = proxy.rsplit(".", 1)[0] + "." + str(int(proxy.rsplit(".", 1)[1]) - 1)
+print(json.dumps({{
+    "upstream": connect("{world.upstream_ip}", 80),
+    "neighbour": connect("{b_ip}", 80),
+    "gateway": connect(gateway, 80),
+    "docker_bridge": connect("172.17.0.1", 80),
+    "proxy_other_port": connect(proxy, 22),
+    "dns_allowed": resolve("allowed.test"),
+    "dns_outside": resolve("example.com"),
+    "dns_proxy": resolve("localbox-egress-{world.server.instance_id}"),
+}}))
+"""
+    result = world.python(a.id, code)
+    for key in ("upstream", "neighbour", "gateway", "docker_bridge", "proxy_other_port"):
+        assert result[key] != "connected", (key, result)
+        assert float(result[key].rsplit(" ", 1)[1].rstrip("s")) < 5, (key, result)
+    assert result["dns_allowed"] == "gaierror"
+    assert result["dns_outside"] == "gaierror"
+    world.client.containers.delete(a.id)
+    world.client.containers.delete(b.id)
+
+
+def test_domain_secrets_reach_their_domain_only(world: EgressWorld) -> None:
+    c = world.create(
+        ["allowed.test", "other.test"],
+        [{"domain": "allowed.test", "name": "EXAMPLE_API_KEY", "value": SECRET}],
+    )
+    responses = [
+        c.model_dump_json(),
+        world.client.containers.retrieve(c.id).model_dump_json(),
+        world.client.containers.list().model_dump_json(),
+    ]
+    assert all(SECRET not in r for r in responses)
+    assert "domain_secrets" not in responses[0]
+
+    results = world.python(
+        c.id,
+        "import os\nkey = os.environ['EXAMPLE_API_KEY']\n"
+        "h = {'Authorization': 'Bearer ' + key, 'X-Key': key}\n"
+        "print(json.dumps([key, fetch('https://allowed.test/s1?key=' + key, h),"
+        " fetch('http://allowed.test/s2?key=' + key, h),"
+        " fetch('https://other.test/s3?key=' + key, h)]))",
+    )
+    placeholder = results[0]
+    assert placeholder.startswith("localbox-secret-")
+    assert SECRET not in placeholder
+    assert [r[0] for r in results[1:]] == [200, 200, 200]
+    env = run(world.server, c.id, "env", language="bash")["stdout"]
+    assert f"EXAMPLE_API_KEY={placeholder}" in env
+    assert SECRET not in env
+    inspect = json.dumps(world.docker.containers.get(f"localbox-{c.id}").attrs)
+    assert SECRET not in inspect
+
+    seen = {r["path"].split("?")[0]: r for r in world.received() if placeholder[-8:] in r["path"]
+            or SECRET in r["path"]}  # fmt: skip
+    for path in ("/s1", "/s2"):
+        assert seen[path]["path"] == f"{path}?key={SECRET}"
+        assert seen[path]["headers"]["Authorization"] == f"Bearer {SECRET}"
+        assert seen[path]["headers"]["X-Key"] == SECRET
+    assert seen["/s3"]["path"] == f"/s3?key={placeholder}"
+    assert seen["/s3"]["headers"]["Authorization"] == f"Bearer {placeholder}"
+
+    data_dir = world.server.data_dir
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    world.client.containers.delete(c.id)
+
+
+def test_pip_downloads_from_an_allowlisted_index(world: EgressWorld) -> None:
+    c = world.create(["pypi.test"])
+    result = run(
+        world.server,
+        c.id,
+        "pip download --no-deps --disable-pip-version-check -d /tmp/dl "
+        "--index-url https://pypi.test/simple/ tinypkg && ls /tmp/dl",
+        language="bash",
+    )
+    assert result["exit_code"] == 0, result
+    assert "tinypkg-1.0-py3-none-any.whl" in result["stdout"]
+    world.client.containers.delete(c.id)
+
+
+def test_a_restart_keeps_allowlisted_sandboxes_working_and_delete_removes_the_network(
+    world: EgressWorld,
+) -> None:
+    c = world.create(
+        ["allowed.test"], [{"domain": "allowed.test", "name": "TOKEN", "value": SECRET}]
+    )
+    network = f"localbox-net-{c.id}"
+    assert world.docker.networks.get(network).attrs["Internal"] is True
+    world.server.stop()
+    world.server.start()
+    world.client = world.server.client(max_retries=0)
+    status, body = world.python(
+        c.id,
+        "import os\nprint(json.dumps(fetch('https://allowed.test/after-restart',"
+        " {'X-Token': os.environ['TOKEN']})))",
+    )
+    assert (status, body) == (200, "hello from allowed.test over https\n")
+    seen = [r for r in world.received() if r["path"] == "/after-restart"]
+    assert seen[-1]["headers"]["X-Token"] == SECRET
+
+    proxy = world.docker.containers.get(f"localbox-egress-{world.server.instance_id}")
+    policies = proxy.exec_run(["ls", "/var/lib/localbox-egress/policies"]).output.decode()
+    world.client.containers.delete(c.id)
+    with pytest.raises(docker.errors.NotFound):
+        world.docker.networks.get(network)
+    after = proxy.exec_run(["ls", "/var/lib/localbox-egress/policies"]).output.decode()
+    assert len(after.split()) == len(policies.split()) - 1
+
+
+@pytest.mark.parametrize(
+    ("policy", "param"),
+    [
+        ({"allowed_domains": []}, "network_policy"),
+        ({"allowed_domains": ["10.0.0.1"]}, "network_policy.allowed_domains[0]"),
+        ({"allowed_domains": ["not a host"]}, "network_policy.allowed_domains[0]"),
+        (
+            {
+                "allowed_domains": ["allowed.test"],
+                "domain_secrets": [{"domain": "other.test", "name": "K", "value": "v"}],
+            },
+            "network_policy.domain_secrets[0].domain",
+        ),
+        (
+            {
+                "allowed_domains": ["allowed.test"],
+                "domain_secrets": [{"domain": "allowed.test", "name": "HTTPS_PROXY", "value": "v"}],
+            },
+            "network_policy.domain_secrets[0].name",
+        ),
+    ],
+)
+def test_bad_allowlists_are_refused(
+    client: openai.OpenAI, policy: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.containers.create(name="bad", network_policy={"type": "allowlist", **policy})  # type: ignore[arg-type]
+    assert info.value.param is not None
+    assert info.value.param.startswith(param)
