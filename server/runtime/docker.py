@@ -299,6 +299,9 @@ class DockerRuntime:
         managed = []
         for c in found:
             name = c.name or ""
+            labels = c.labels or {}
+            if LABEL_CONTAINER not in labels and LABEL_SPARE not in labels:
+                continue  # not a sandbox (the egress proxy, say)
             if not name.startswith(NAME_PREFIX):
                 continue
             state: SandboxState = "running" if c.status == "running" else "stopped"
