@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -49,3 +51,50 @@ def running_localbox(env: dict[str, str] | None = None) -> Iterator[tuple[str, i
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmark figure beside its raw-Docker baseline from the same run."""
+
+    what: str
+    localbox: float
+    baseline_what: str
+    baseline: float | None
+    target: str
+    unit: str = "ms"
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline in (None, 0):
+            return None
+        return self.localbox / self.baseline  # type: ignore[operator]
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _figure(value: float | None, unit: str) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a Markdown table (the README's benchmark table)."""
+    lines = [
+        "| measure | localbox | raw Docker, same run | ratio | target |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        base = f"{_figure(r.baseline, r.unit)} ({r.baseline_what})" if r.baseline_what else ""
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+        lines.append(
+            f"| {r.what} | {_figure(r.localbox, r.unit)} | {base} | {ratio} | {r.target} |"
+        )
+    return "\n".join(lines)
+
+
+def show(rows: list[Row]) -> None:
+    print(table(rows), flush=True)
