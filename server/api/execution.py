@@ -62,7 +62,9 @@ class EventStream(StreamingResponse):
 
 @router.post("", response_model=Exec)
 async def exec_code(container_id: str, body: ExecBody, service: Execution) -> Response:
-    call = await service.start(container_id, body.code, body.language, body.timeout)
+    call = await service.start(
+        container_id, body.code, body.language, body.timeout, streaming=body.stream
+    )
     if body.stream:
         return EventStream(call)
     # Serialised once here: this is the hot path of the exec round trip.

@@ -83,8 +83,13 @@ class ExecCall:
         loop: asyncio.AbstractEventLoop,
         request: ExecRequest,
         cancel: Callable[[], None],
+        *,
+        streaming: bool = True,
     ) -> None:
         self.request = request
+        self.streaming = streaming
+        """False when only the result is wanted: output is then not handed over piece by
+        piece (each hand-over wakes the event loop)."""
         self._loop = loop
         self._events: asyncio.Queue[StreamEvent | BaseException] = asyncio.Queue()
         self.finished = False
@@ -93,6 +98,8 @@ class ExecCall:
 
     def put(self, item: StreamEvent | BaseException) -> None:
         """Hand an event over from the worker thread."""
+        if not self.streaming and isinstance(item, OutputChunk | ImageOutput):
+            return
         self._loop.call_soon_threadsafe(self._events.put_nowait, item)
 
     async def events(self, idle: float | None = None) -> AsyncIterator[StreamEvent | None]:
@@ -163,7 +170,13 @@ class ExecutionService:
         self._executor = ThreadPoolExecutor(max_workers=256, thread_name_prefix="exec")
 
     async def start(
-        self, container_id: str, code: str, language: Language, code_timeout: float | None
+        self,
+        container_id: str,
+        code: str,
+        language: Language,
+        code_timeout: float | None,
+        *,
+        streaming: bool = True,
     ) -> ExecCall:
         """Check the call, wait for the container's turn, and start it."""
         if code_timeout is not None and not (math.isfinite(code_timeout) and code_timeout > 0):
@@ -186,7 +199,12 @@ class ExecutionService:
                 max_error_bytes=self.max_error_bytes,
             )
             loop = asyncio.get_running_loop()
-            call = ExecCall(loop, request, lambda: self._runtime.cancel(container_id, request.id))
+            call = ExecCall(
+                loop,
+                request,
+                lambda: self._runtime.cancel(container_id, request.id),
+                streaming=streaming,
+            )
             work = loop.run_in_executor(self._executor, self._work, container_id, call)
         except BaseException:
             release()
@@ -198,7 +216,7 @@ class ExecutionService:
         self, container_id: str, code: str, language: Language, code_timeout: float | None
     ) -> ExecResult:
         """Run to completion and return the result."""
-        call = await self.start(container_id, code, language, code_timeout)
+        call = await self.start(container_id, code, language, code_timeout, streaming=False)
         return await call.result()
 
     def close(self) -> None:
