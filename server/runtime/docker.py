@@ -111,6 +111,8 @@ class DockerRuntime:
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
         self._agents: dict[str, AgentClient] = {}
+        self._spare_memory: dict[str, int] = {}
+        """The memory limit of the spares this runtime made, so a claim need not look."""
         self.egress = DockerEgress(
             lambda: self.client,
             instance,
@@ -146,6 +148,8 @@ class DockerRuntime:
     def create_spare(self, spare_id: str, memory_bytes: int) -> None:
         labels = {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_SPARE: "true"}
         self._run(spare_id, labels, memory_bytes)
+        with self._lock:
+            self._spare_memory[spare_id] = memory_bytes
 
     def list_spares(self) -> list[SpareInfo]:
         return [
@@ -155,19 +159,19 @@ class DockerRuntime:
         ]
 
     def claim_spare(self, spare_id: str, spec: SandboxSpec) -> None:
-        sandbox = self._sandbox(spare_id)
+        # A spare whose agent answers is running; only its memory limit may need a change.
+        agent = self._answering_agent(spare_id)
+        with self._lock:
+            limit = self._spare_memory.pop(spare_id, None)
         with _translated("claim spare sandbox"):
-            if sandbox.status != "running":
-                raise SandboxRuntimeError(f"spare {spare_id} is {sandbox.status}")
-            limit = sandbox.attrs.get("HostConfig", {}).get("Memory")
+            if limit is None:  # made by an earlier run
+                limit = self._sandbox(spare_id).attrs.get("HostConfig", {}).get("Memory")
             if limit != spec.memory_bytes:
                 self.client.api.update_container(
                     sandbox_name(spare_id),
                     mem_limit=spec.memory_bytes,
                     memswap_limit=spec.memory_bytes,
                 )
-        agent = self._answering_agent(spare_id)
-        with _translated("claim spare sandbox"):
             self.client.api.rename(sandbox_name(spare_id), sandbox_name(spec.container_id))
         with self._lock:
             self._agents[spec.container_id] = self._agents.pop(spare_id, agent)
@@ -264,6 +268,8 @@ class DockerRuntime:
 
     def destroy(self, container_id: str) -> None:
         self._drop_agent(container_id)
+        with self._lock:
+            self._spare_memory.pop(container_id, None)
         name = sandbox_name(container_id)
         # A sandbox made for this container has volumes named for it; a claimed spare's
         # are named for the spare, so they are read from its mounts.

@@ -23,10 +23,13 @@ POOL_ENV = {"LOCALBOX_WARM_POOL": "2", "LOCALBOX_WARM_IMPORTS": ""}
 
 def spares(docker_client: docker.DockerClient, server: LocalboxServer) -> list[str]:
     """Docker ids of the server's spare sandboxes (not yet claimed)."""
+    # Sparse: no inspect per container, which a spare removed meanwhile would fail.
     found = docker_client.containers.list(
-        all=True, filters={"label": [f"localbox.instance={server.instance_id}", "localbox.spare"]}
+        all=True,
+        sparse=True,
+        filters={"label": [f"localbox.instance={server.instance_id}", "localbox.spare"]},
     )
-    return sorted(c.id for c in found if c.name.startswith("localbox-spare_"))
+    return sorted(c.id for c in found if c.attrs["Names"][0].startswith("/localbox-spare_"))
 
 
 def wait_for_spares(
