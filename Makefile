@@ -94,9 +94,7 @@ pytest: setup dev-venv node-deps litellm-deps compose-tool server-image
 test: lint typecheck pytest
 
 bench: setup dev-venv
-	$(BIN)/python scripts/bench_create.py
-	$(BIN)/python scripts/bench_files.py
-	$(BIN)/python scripts/bench_exec.py
+	$(BIN)/python scripts/bench.py
 
 clean:
 	rm -rf $(VENV) .venv-litellm build tests/node/node_modules data .pytest_cache .mypy_cache .ruff_cache

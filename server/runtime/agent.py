@@ -37,6 +37,9 @@ class Channel(Protocol):
     def receive(self, timeout: float) -> bytes | None:
         """The next bytes of the agent's stdout, None after timeout; AgentGone at the end."""
 
+    def closed(self) -> bool:
+        """Whether the other end closed the channel (known without blocking)."""
+
     def close(self) -> None: ...
 
 
@@ -95,6 +98,10 @@ class AgentClient:
 
     def close(self) -> None:
         self.channel.close()
+
+    def stale(self) -> bool:
+        """The channel was closed by the other end while idle (an engine restart, say)."""
+        return self.channel.closed()
 
     def _send(self, message: dict[str, Any]) -> None:
         data = json.dumps(message).encode() + b"\n"

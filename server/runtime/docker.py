@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import datetime
 from typing import BinaryIO, cast
 
@@ -24,6 +25,7 @@ from server.runtime.base import (
     ExecError,
     ExecEvent,
     ExecRequest,
+    OutputChunk,
     RuntimeUnavailable,
     SandboxFile,
     SandboxFileNotFound,
@@ -53,6 +55,10 @@ SANDBOX_UID = 1000
 AGENT_USER = "0:0"
 AGENT_CAPABILITIES = ["SETUID", "SETGID", "KILL", "DAC_OVERRIDE"]
 DATA_PATH = "/mnt/data"
+RESTARTED_NOTICE = (
+    "[localbox: the sandbox restarted since the last call (the Docker engine or the sandbox "
+    "was restarted); its Python state was lost]\n"
+)
 SKILLS_PATH = "/mnt/skills"
 FILEOPS = ["python3", "-I", "-S", "/opt/localbox/localbox_agent/fileops.py"]
 
@@ -403,9 +409,24 @@ class DockerRuntime:
                 log.info("could not cancel a call in %s: %s", container_id, exc)
 
     def execute(self, container_id: str, request: ExecRequest) -> Iterator[ExecEvent]:
+        with self._lock:
+            known = self._agents.get(container_id)
+        restarted = known is not None and known.stale()
+        if restarted:
+            # The sandbox (or the engine) restarted since the last call: attach again and
+            # run the code in the fresh interpreter, saying that the state is gone.
+            log.info("attach stream of %s closed while idle; attaching again", container_id)
+            self._drop_agent(container_id)
         agent = self._agent(container_id)
         try:
-            yield from agent.execute(request)
+            if not restarted:
+                yield from agent.execute(request)
+                return
+            yield OutputChunk("stderr", RESTARTED_NOTICE)
+            for event in agent.execute(request):
+                yield (
+                    replace(event, state_preserved=False) if isinstance(event, ExecDone) else event
+                )
         except AgentGone as exc:
             log.warning("agent of %s went away: %s", container_id, exc)
             self._drop_agent(container_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import struct
 
@@ -64,6 +65,15 @@ class AttachChannel:
         payload = bytes(self._buffer[HEADER : HEADER + size])
         del self._buffer[: HEADER + size]
         return stream, payload
+
+    def closed(self) -> bool:
+        """Whether the engine closed the stream (it restarted, or the sandbox stopped), found
+        without blocking: the socket is readable and has nothing left to read."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+            return bool(readable) and self._sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from tests.api.test_exec import run
 from tests.conftest import ROOT, LocalboxServer
 
 PID_FILE = Path("/var/run/docker.pid")
@@ -43,6 +44,7 @@ def test_engine_restart_while_serving(fresh_server: LocalboxServer) -> None:
     client = fresh_server.client(max_retries=0)
     before = client.containers.create(name="before-restart")
     client.containers.files.create(before.id, file=("kept.txt", b"kept"))
+    assert run(fresh_server, before.id, "x = 1")["status"] == "completed"
 
     stop_engine()
     try:
@@ -70,3 +72,13 @@ def test_engine_restart_while_serving(fresh_server: LocalboxServer) -> None:
     assert [f.path for f in files] == ["/mnt/data/kept.txt"]
     content = client.containers.files.content.retrieve(files[0].id, container_id=before.id)
     assert content.read() == b"kept"
+
+    # The engine restarted the sandbox: the first call runs all the same, and says that the
+    # Python state is gone; the next one keeps state again.
+    first = run(fresh_server, before.id, "print('ran')")
+    assert first["status"] == "completed", first
+    assert first["stdout"] == "ran\n"
+    assert "restarted since the last call" in first["stderr"]
+    assert first["state_preserved"] is False
+    assert run(fresh_server, before.id, "y = 2")["state_preserved"] is True
+    assert run(fresh_server, before.id, "print(y)")["stdout"] == "2\n"

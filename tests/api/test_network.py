@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import httpx
 import openai
 import pytest
 from docker.models.containers import Container as DockerContainer
 
+from tests.api.test_docker_restart import start_engine, stop_engine
 from tests.api.test_exec import run
 from tests.conftest import LocalboxServer, serving
 
@@ -354,6 +356,34 @@ def test_a_restart_keeps_allowlisted_sandboxes_working_and_delete_removes_the_ne
         world.docker.networks.get(network)
     after = proxy.exec_run(["ls", "/var/lib/localbox-egress/policies"]).output.decode()
     assert len(after.split()) == len(policies.split()) - 1
+
+
+def test_an_engine_restart_keeps_allowlisted_sandboxes_working(world: EgressWorld) -> None:
+    c = world.create(
+        ["allowed.test"], [{"domain": "allowed.test", "name": "TOKEN", "value": SECRET}]
+    )
+    readies = world.upstream.logs().count(b'"ready"')
+    stop_engine()
+    start_engine()
+    world.upstream.start()  # the test's upstream has no restart policy; localbox's objects do
+    deadline = time.monotonic() + 60
+    while world.upstream.logs().count(b'"ready"') <= readies:
+        assert time.monotonic() < deadline, "the upstream did not start again"
+        time.sleep(0.2)
+    while httpx.get(f"{world.server.url}/health").status_code != 200:
+        assert time.monotonic() < deadline, "health did not recover"
+        time.sleep(0.2)
+    status, body = world.python(
+        c.id,
+        "import os\nprint(json.dumps(fetch('https://allowed.test/after-engine-restart',"
+        " {'X-Token': os.environ['TOKEN']})))",
+    )
+    assert (status, body) == (200, "hello from allowed.test over https\n")
+    seen = [r for r in world.received() if r["path"] == "/after-engine-restart"]
+    assert seen[-1]["headers"]["X-Token"] == SECRET
+    denied, _ = world.python(c.id, "print(json.dumps(fetch('http://denied.test/')))")
+    assert denied == 403
+    world.client.containers.delete(c.id)
 
 
 @pytest.mark.parametrize(
