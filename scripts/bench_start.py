@@ -78,6 +78,27 @@ def through_api(n: int, pool: int, pause: float) -> tuple[list[float], list[floa
     return creates, firsts
 
 
+def spare_idle_cpu(seconds: float = 10.0) -> tuple[float, float]:
+    """(% of a core, MiB of memory) that an idle ready spare uses, from its cgroup."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        env = {"LOCALBOX_WARM_POOL": "1"}
+        with running_localbox(env) as (base, _):
+            wait_for_pool(base, 1)
+            time.sleep(2)  # let the warm-up settle
+            (spare,) = client.containers.list(filters={"label": "localbox.spare"}, sparse=True)
+            first = client.api.stats(spare.id, stream=False)
+            time.sleep(seconds)
+            last = client.api.stats(spare.id, stream=False)
+    finally:
+        client.close()
+    used = last["cpu_stats"]["cpu_usage"]["total_usage"]
+    used -= first["cpu_stats"]["cpu_usage"]["total_usage"]
+    return used / 1e9 / seconds * 100, last["memory_stats"].get("usage", 0) / (1 << 20)
+
+
 def raw_docker(n: int, image: str, pause: float) -> tuple[list[float], list[float]]:
     """(docker run -d ms, docker run -d + docker exec python3 -c 'print(1)' ms)."""
     runs, firsts = [], []
@@ -128,6 +149,7 @@ def rows(n: int, image: str) -> list[Row]:
     cold_create, cold_first = through_api(n, pool=0, pause=pause)
     raw_run, raw_first = raw_docker(n, image, pause)
     kernel = interpreter_start(image, 5)
+    idle_cpu, idle_mib = spare_idle_cpu()
     return [
         Row("POST /v1/containers (warm pool)", p50(warm_create), "docker run -d", p50(raw_run),
             "<= 15 ms"),
@@ -137,6 +159,8 @@ def rows(n: int, image: str) -> list[Row]:
         Row("create -> first print(1) (no pool)", p50(cold_first),
             "docker run -d + docker exec python3 -c", p50(raw_first), "<= 1.3x"),
         Row("interpreter start in the sandbox", p50(kernel), "", None, ""),
+        Row("idle spare: CPU", idle_cpu, "", None, "little", unit="% of a core"),
+        Row("idle spare: memory", idle_mib, "", None, "", unit="MiB"),
     ]  # fmt: skip
 
 
