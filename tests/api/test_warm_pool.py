@@ -15,7 +15,7 @@ import pytest
 from server.config import Settings
 from tests.api.test_docker_restart import start_engine, stop_engine
 from tests.api.test_exec import run
-from tests.conftest import LocalboxServer, remove_sandboxes, serving
+from tests.conftest import LocalboxServer, serving
 
 # Spares without the extra imports start faster; one test below keeps the default imports.
 POOL_ENV = {"LOCALBOX_WARM_POOL": "2", "LOCALBOX_WARM_IMPORTS": ""}
@@ -190,4 +190,3 @@ def test_the_pool_survives_an_engine_restart(
         assert got["status"] == "completed", got
         assert got["stdout"] == "3\n"
         wait_for_spares(docker_client, server, 1)
-        remove_sandboxes(server.instance_id)
