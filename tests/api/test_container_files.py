@@ -320,3 +320,49 @@ def test_file_operations_refresh_last_active_at(client: openai.OpenAI, container
         c.last_active_at for c in client.containers.list(limit=100) if c.id == container_id
     )
     assert after > before
+
+
+def test_many_files_changed_behind_our_back_keep_their_records_in_line(
+    client: openai.OpenAI, container_id: str, docker_client: docker.DockerClient
+) -> None:
+    def listed() -> dict[str, tuple[str, int]]:
+        files = client.containers.files.list(container_id, limit=100)
+        return {f.path: (f.id, f.bytes) for f in files}
+
+    sandbox_exec(
+        docker_client,
+        container_id,
+        "mkdir -p many && for i in $(seq 1 1200); do printf %s $i > many/f$i.txt; done",
+    )
+    first = listed()
+    assert len(first) == 1200
+    assert first["/mnt/data/many/f1200.txt"][1] == 4
+    assert listed() == first  # nothing changed: the same records
+
+    # 300 removed, 300 grown, 300 created; the other 600 untouched.
+    sandbox_exec(
+        docker_client,
+        container_id,
+        "cd many && for i in $(seq 1 300); do rm f$i.txt; done"
+        " && for i in $(seq 301 600); do printf 0123456789 >> f$i.txt; done"
+        " && for i in $(seq 1201 1500); do printf x > f$i.txt; done",
+    )
+    second = listed()
+    assert len(second) == 1200
+    for i in range(1, 301):
+        assert f"/mnt/data/many/f{i}.txt" not in second
+    for i in range(301, 1201):
+        path = f"/mnt/data/many/f{i}.txt"
+        assert second[path][0] == first[path][0]  # the same record
+        assert second[path][1] == len(str(i)) + (10 if i <= 600 else 0)
+    for i in range(1201, 1501):
+        path = f"/mnt/data/many/f{i}.txt"
+        assert second[path][1] == 1
+        assert second[path][0] not in {file_id for file_id, _ in first.values()}
+
+    # Deleting through the API right after an unchanged listing is seen by the next one.
+    victim = second["/mnt/data/many/f1500.txt"][0]
+    client.containers.files.delete(victim, container_id=container_id)
+    assert "/mnt/data/many/f1500.txt" not in listed()
+    uploaded = client.containers.files.create(container_id, file=("late.txt", b"late"))
+    assert listed()["/mnt/data/late.txt"] == (uploaded.id, 4)
