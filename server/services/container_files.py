@@ -91,6 +91,27 @@ class ContainerFileService:
         self._active(container_id)
         return self._write(container_id, name, source, size)
 
+    def settle_upload(
+        self, container_id: str, file: ContainerFile, size: int, tail: bytes
+    ) -> ContainerFile:
+        """Correct an upload written while it arrived, under a size announced before its end
+        was seen: the file becomes size bytes long, ending with tail (the bytes that came past
+        the announced size)."""
+        if size > self._files.max_bytes:
+            with self._lock(container_id):
+                self._discard(container_id, file.path)
+                self._repo.delete(file.id)
+                self._in_line.pop(container_id, None)
+            raise PayloadTooLarge(self._files.max_bytes)
+        with self._lock(container_id):
+            with self._sandbox(container_id, "write the file into the sandbox"):
+                self._runtime.settle_file(container_id, file.path, size, tail)
+            file.bytes = size
+            self._repo.put(file)
+            self._in_line.pop(container_id, None)
+        log.info("settled %s at %d bytes in %s", file.path, size, container_id)
+        return file
+
     def upload_file_id(self, container_id: str, file_id: str) -> ContainerFile:
         """Copy a Files-API file into the container under its file name."""
         self._active(container_id)
