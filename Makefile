@@ -92,6 +92,7 @@ test: lint typecheck pytest
 bench: setup dev-venv
 	$(BIN)/python scripts/bench_create.py
 	$(BIN)/python scripts/bench_files.py
+	$(BIN)/python scripts/bench_listing.py
 	$(BIN)/python scripts/bench_exec.py
 
 clean:

@@ -287,9 +287,9 @@ BLOCK = 1 << 20
 """Bytes handed to the writing thread at a time."""
 PIPE_DEPTH = 8
 """Blocks that may wait for the writing thread; what a streamed upload holds in memory."""
-MAX_TAIL = 64 << 10
+MAX_TAIL = 4 << 10
 """Bytes a file part may run past its announced size (it cannot, by more than a few, when
-the body is well formed)."""
+the body is well formed); they travel to the sandbox as one argument."""
 T = TypeVar("T")
 
 

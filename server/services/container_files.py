@@ -104,8 +104,14 @@ class ContainerFileService:
                 self._in_line.pop(container_id, None)
             raise PayloadTooLarge(self._files.max_bytes)
         with self._lock(container_id):
-            with self._sandbox(container_id, "write the file into the sandbox"):
-                self._runtime.settle_file(container_id, file.path, size, tail)
+            try:
+                with self._sandbox(container_id, "write the file into the sandbox"):
+                    self._runtime.settle_file(container_id, file.path, size, tail)
+            except Exception:
+                self._discard(container_id, file.path)  # not a file of the wrong size
+                self._repo.delete(file.id)
+                self._in_line.pop(container_id, None)
+                raise
             file.bytes = size
             self._repo.put(file)
             self._in_line.pop(container_id, None)
