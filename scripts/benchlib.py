@@ -28,10 +28,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_localbox(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
-    """Serve localbox with a temporary data dir; yields (base URL of /v1, server pid)."""
+def running_localbox(
+    env: dict[str, str] | None = None, data_dir: Path | None = None
+) -> Iterator[tuple[str, int]]:
+    """Serve localbox with data_dir (a temporary one by default); yields (base URL of /v1,
+    server pid)."""
     port = free_port()
-    with tempfile.TemporaryDirectory() as data:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = str(data_dir or tmp)
         full_env = {
             **os.environ,
             "LOCALBOX_PORT": str(port),

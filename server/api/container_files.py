@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from server import domain
 from server.api.deps import ContainerFiles, Limit, OrderParam, require_free_disk
 from server.api.schemas import ContainerFile, Deleted, Page, page_of
-from server.api.uploads import FileIdRef, container_upload, content_headers
+from server.api.uploads import (
+    FileIdRef,
+    container_upload,
+    content_headers,
+    read_ahead,
+    stream_upload,
+    streamable,
+)
 
 router = APIRouter(prefix="/containers/{container_id}/files", tags=["container files"])
 
@@ -18,6 +28,18 @@ async def create_container_file(
     container_id: str, request: Request, service: ContainerFiles
 ) -> ContainerFile:
     await run_in_threadpool(service.ensure_active, container_id)
+    if streamable(request):
+        # Large uploads go into the sandbox while they arrive, never spooled to disk.
+        streamed: domain.ContainerFile | FileIdRef = await stream_upload(
+            request,
+            partial(service.upload, container_id),
+            partial(service.settle_upload, container_id),
+        )
+        if isinstance(streamed, FileIdRef):
+            streamed = await run_in_threadpool(
+                service.upload_file_id, container_id, streamed.file_id
+            )
+        return ContainerFile.of(streamed)
     async with container_upload(request) as upload:
         if isinstance(upload, FileIdRef):
             file = await run_in_threadpool(service.upload_file_id, container_id, upload.file_id)
@@ -59,4 +81,4 @@ def container_file_content(
 ) -> StreamingResponse:
     file, size, chunks = service.content(container_id, file_id)
     name = file.path.rsplit("/", 1)[-1]
-    return StreamingResponse(chunks, headers=content_headers(name, size))
+    return StreamingResponse(read_ahead(chunks), headers=content_headers(name, size))

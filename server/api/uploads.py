@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import mimetypes
+import queue
 import re
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -224,3 +232,331 @@ def content_headers(filename: str, size: int | None = None) -> dict[str, str]:
     if size is not None:
         headers["content-length"] = str(size)
     return headers
+
+
+READ_AHEAD = 4
+"""Chunks a download reads ahead of the client (a chunk is up to a few MiB)."""
+
+
+async def read_ahead(chunks: Iterator[bytes], depth: int = READ_AHEAD) -> AsyncIterator[bytes]:
+    """Stream chunks while a thread of their own reads the next ones, at most depth ahead:
+    the sandbox's output and the client's socket are worked at the same time rather than
+    in turn. The chunks are read and closed on that thread only."""
+    ahead: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def hand(item: bytes | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not hand(chunk):
+                    return
+            hand(None)
+        except Exception as exc:
+            hand(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=produce, name="download read-ahead", daemon=True).start()
+    try:
+        while True:
+            item = ahead.get_nowait() if not ahead.empty() else await run_in_threadpool(ahead.get)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+STREAM_FROM = 8 << 20
+"""Multipart bodies at least this large (by Content-Length) are written into the sandbox as
+they arrive instead of being spooled to disk first."""
+BLOCK = 1 << 20
+"""Bytes handed to the writing thread at a time."""
+PIPE_DEPTH = 8
+"""Blocks that may wait for the writing thread; what a streamed upload holds in memory."""
+MAX_TAIL = 4 << 10
+"""Bytes a file part may run past its announced size (it cannot, by more than a few, when
+the body is well formed); they travel to the sandbox as one argument."""
+T = TypeVar("T")
+
+
+def streamable(request: Request) -> bool:
+    """Whether the body is a multipart upload large enough, of a declared length, to be
+    written into the sandbox while it arrives."""
+    length = request.headers.get("content-length", "")
+    return (
+        request.headers.get("content-type", "").startswith("multipart/form-data")
+        and length.isdigit()
+        and int(length) >= STREAM_FROM
+    )
+
+
+class _Pipe:
+    """A file part's bytes from the event loop to the one thread that reads them, without
+    copying: batches of views on the body's own chunks, about BLOCK bytes each. read()
+    blocks in that thread; put() waits (without blocking the loop) while PIPE_DEPTH batches
+    are queued. Reads deliver exactly `size` bytes: zeros after the data if it ends short
+    (settled later)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._loop = asyncio.get_running_loop()
+        self._batches: queue.Queue[list[memoryview] | BaseException | None] = queue.Queue()
+        self._room = asyncio.Event()
+        self._batch: list[memoryview] = []
+        self._batch_bytes = 0
+        self._views: collections.deque[memoryview] = collections.deque()
+        self._given = 0
+        self._ended = False
+        self.abandoned = False  # the writer finished, however it did; put() discards
+
+    def start(
+        self, write: Callable[[str | None, BinaryIO, int], T], filename: str | None
+    ) -> asyncio.Future[T]:
+        """Run write(filename, self, size) on a worker thread."""
+        task = asyncio.ensure_future(
+            run_in_threadpool(write, filename, cast(BinaryIO, self), self.size)
+        )
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, _: object) -> None:
+        self.abandoned = True
+        self._room.set()
+
+    async def put(self, view: memoryview) -> None:
+        """Queue view (it must not change: a view on a bytes object)."""
+        self._batch.append(view)
+        self._batch_bytes += len(view)
+        if self._batch_bytes >= BLOCK:
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._batches.qsize() >= PIPE_DEPTH and not self.abandoned:
+            self._room.clear()
+            if self._batches.qsize() < PIPE_DEPTH or self.abandoned:
+                break
+            await self._room.wait()
+        if not self.abandoned and self._batch:
+            self._batches.put(self._batch)
+        self._batch, self._batch_bytes = [], 0
+
+    def end(self, error: BaseException | None = None) -> None:
+        self._batches.put(error)
+
+    def read(self, n: int = -1) -> bytes | memoryview:
+        if self._given >= self.size:
+            return b""
+        want = self.size - self._given if n < 0 else min(n, self.size - self._given)
+        while not self._views and not self._ended:
+            self._next()
+        out: bytes | memoryview
+        if self._views:
+            view = self._views.popleft()
+            if len(view) > want:
+                self._views.appendleft(view[want:])
+                view = view[:want]
+            out = view
+        else:
+            out = bytes(min(want, BLOCK))  # zeros: the data ended before the announced size
+        self._given += len(out)
+        # The last bytes wait for the body's end: a body cut short or malformed must fail
+        # the write, not leave a complete-looking file behind.
+        while self._given >= self.size and not self._ended:
+            self._next()
+        return out
+
+    def _next(self) -> None:
+        item = self._batches.get()
+        self._loop.call_soon_threadsafe(self._room.set)
+        if item is None:
+            self._ended = True
+        elif isinstance(item, BaseException):
+            self._ended = True
+            raise OSError("the upload was cut short") from item
+        else:
+            self._views.extend(item)
+
+
+class _Parts:
+    """Callbacks for python-multipart: plain fields are kept, the first `field` part's
+    bytes are collected for the caller to take after each write."""
+
+    def __init__(self, field: str, charset: str) -> None:
+        self.field, self.charset = field, charset
+        self.fields: dict[str, str] = {}
+        self.filename: str | None = None
+        self.found = False  # the field's part was seen (its headers)
+        self.done = False  # and ended
+        self.data: list[tuple[bytes, int, int]] = []
+        self._target = False
+        self._other_file = False
+        self._name = ""
+        self._value = bytearray()
+        self._header_field = b""
+        self._header_value = b""
+        self._disposition = b""
+        self._count = 0
+
+    def decode(self, raw: bytes) -> str:
+        try:
+            return raw.decode(self.charset)
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+
+    def on_part_begin(self) -> None:
+        self._disposition, self._value, self._target = b"", bytearray(), False
+        self._count += 1
+        if self._count > 36:
+            raise InvalidRequest("The upload holds too many parts.", self.field)
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self._header_field.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_field = self._header_value = b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        if b"name" not in options:
+            raise InvalidRequest(
+                'The Content-Disposition header field "name" must be provided.', self.field
+            )
+        self._name = self.decode(options[b"name"])
+        self._other_file = b"filename" in options
+        if self._name == self.field and not self.found:
+            if b"filename" not in options:
+                raise InvalidRequest(f"'{self.field}' must be a file part.", self.field)
+            self.found, self._target, self._other_file = True, True, False
+            self.filename = self.decode(options[b"filename"])
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._target:
+            self.data.append((data, start, end))
+        elif self._other_file:
+            return  # another file part: not ours, its bytes are dropped
+        elif len(self._value) + end - start > 1 << 20:
+            raise InvalidRequest("A form field is larger than 1 MiB.", self.field)
+        else:
+            self._value += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self._target:
+            self.done, self._target = True, False
+        elif not self._other_file:
+            self.fields.setdefault(self._name, self.decode(bytes(self._value)))
+
+
+async def stream_upload(
+    request: Request,
+    write: Callable[[str | None, BinaryIO, int], T],
+    settle: Callable[[T, int, bytes], T],
+    field: str = "file",
+) -> T | FileIdRef:
+    """Write a multipart body's `field` part while the body arrives: as soon as the part's
+    data starts, write(filename, source, size) runs on a worker thread, reading source as
+    the bytes come. size is announced before the part's end is seen: the body's declared
+    length less what came before the part and the closing boundary clients send. Should the
+    part turn out of another size (fields after it, an unusual ending), settle(result,
+    real size, bytes past the announced size) corrects it. A body without the part but with
+    a file_id field gives a FileIdRef."""
+    _, params = parse_options_header(request.headers["content-type"])
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise InvalidRequest("Missing boundary in multipart.", field)
+    charset = params.get(b"charset", b"utf-8").decode("latin-1")
+    length = int(request.headers["content-length"])
+    closing = len(b"\r\n--" + boundary + b"--\r\n")
+    parts = _Parts(field, charset)
+    parser = MultipartParser(boundary, cast(Any, vars(_Callbacks(parts))))
+    pipe: _Pipe | None = None
+    task: asyncio.Future[T] | None = None
+    fed = 0  # body bytes given to the parser before the current chunk
+    sent = 0  # the part's bytes given to the pipe
+    tail = bytearray()
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            for data, start, end in parts.data:
+                if pipe is None:
+                    # Where the part's data starts in the body (a held-back prefix may make
+                    # this a little off; settle corrects the size then).
+                    offset = fed + start if data is chunk else fed
+                    pipe = _Pipe(max(length - offset - closing, 0))
+                    task = pipe.start(write, parts.filename)
+                give = max(min(end - start, pipe.size - sent), 0)
+                if give:
+                    stable = data if isinstance(data, bytes) else bytes(data)
+                    await pipe.put(memoryview(stable)[start : start + give])
+                sent += give
+                if give < end - start:
+                    tail += data[start + give : end]
+                    if len(tail) > MAX_TAIL:
+                        raise InvalidRequest("The file part runs past the body's length.", field)
+            parts.data.clear()
+            fed += len(chunk)
+        parser.finalize()
+        if pipe is None and parts.found and parts.done:
+            # An empty part: nothing to stream.
+            pipe = _Pipe(0)
+            task = pipe.start(write, parts.filename)
+        if pipe is not None:
+            await pipe.flush()
+    except BaseException as exc:
+        if pipe is not None and task is not None:
+            pipe.end(exc)
+            with contextlib.suppress(Exception):
+                await task
+        if isinstance(exc, ClientDisconnect):
+            raise InvalidRequest("The client disconnected before the upload finished.") from None
+        if isinstance(exc, FormParserError):
+            raise InvalidRequest("Invalid multipart data.", field) from None
+        raise
+    if pipe is None or task is None:
+        if parts.found:
+            raise InvalidRequest("Invalid multipart data: the file part never ended.", field)
+        if parts.fields.get("file_id"):
+            return FileIdRef(parts.fields["file_id"])
+        raise InvalidRequest("Send a 'file' part or a 'file_id' field.", field)
+    if not parts.done:
+        pipe.end(InvalidRequest("The file part never ended.", field))
+        with contextlib.suppress(Exception):
+            await task
+        raise InvalidRequest("Invalid multipart data: the file part never ended.", field)
+    pipe.end()
+    result = await task
+    size = sent + len(tail)
+    if size != pipe.size or tail:
+        result = await run_in_threadpool(settle, result, size, bytes(tail))
+    return result
+
+
+class _Callbacks:
+    """The callback table python-multipart wants, bound to a _Parts."""
+
+    def __init__(self, parts: _Parts) -> None:
+        self.on_part_begin = parts.on_part_begin
+        self.on_part_data = parts.on_part_data
+        self.on_part_end = parts.on_part_end
+        self.on_header_field = parts.on_header_field
+        self.on_header_value = parts.on_header_value
+        self.on_header_end = parts.on_header_end
+        self.on_headers_finished = parts.on_headers_finished

@@ -178,6 +178,11 @@ class SandboxRuntime(Protocol):
     def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
         """Write size bytes from source to path (relative to /mnt/data), replacing any file."""
 
+    def settle_file(self, container_id: str, path: str, size: int, tail: bytes) -> None:
+        """Make the file put_file wrote at path size bytes long, its last bytes tail: for a
+        write streamed before its exact size was known. SandboxFileNotFound unless path is a
+        regular file reached through no symlink."""
+
     def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
         """The size of the regular file at path and an iterator over its bytes, streamed.
         SandboxFileNotFound unless path is a regular file reached through no symlink."""

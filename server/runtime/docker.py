@@ -350,6 +350,13 @@ class DockerRuntime:
             if not sandbox.put_archive(DATA_PATH, archive):
                 raise SandboxRuntimeError("write file: the engine refused the archive")
 
+    def settle_file(self, container_id: str, path: str, size: int, tail: bytes) -> None:
+        args = ["settle", path, str(size)] + ([tail.hex()] if tail else [])
+        output = self._fileops_output(container_id, args, "settle file")
+        if output != b"ok\n":
+            reason = output.removeprefix(b"missing ").strip()[:200]
+            raise SandboxFileNotFound(reason.decode(errors="replace") or path)
+
     def install_skills(self, container_id: str, archive: Iterator[bytes]) -> None:
         # The archive's entries are root-owned and not group- or world-writable, so user
         # code (uid 1000) can read the skills but not change them.
@@ -507,7 +514,7 @@ def _helper_output(channel: AttachChannel, action: str) -> Generator[bytes, None
     """What the file helper writes, a chunk at a time, until it exits; closes the channel."""
     try:
         while True:
-            chunk = channel.receive(60)
+            chunk = channel.receive_bulk(60)
             if chunk is None:
                 raise SandboxRuntimeError(f"{action}: the sandbox stopped answering")
             yield chunk

@@ -17,14 +17,21 @@ HEADER = 8  # Docker's stream header: 1 byte stream id, 3 zero bytes, 4 bytes bi
 STDOUT, STDERR = 1, 2
 
 
+READ = 1 << 20
+
+
 class AttachChannel:
     """Reads Docker's multiplexed frames: stdout payloads are returned, stderr is logged at
-    DEBUG."""
+    DEBUG. A channel is read either frame by frame (receive) or in bulk (receive_bulk),
+    never both."""
 
     def __init__(self, sock: socket.socket, name: str) -> None:
         self._sock = sock
         self._name = name
         self._buffer = bytearray()
+        # receive_bulk's place in the stream: the frame being read and its bytes still due.
+        self._stream = STDOUT
+        self._due = 0
 
     def send(self, data: bytes) -> None:
         try:
@@ -55,6 +62,56 @@ class AttachChannel:
             if not chunk:
                 raise AgentGone("the attach stream closed")
             self._buffer += chunk
+
+    def receive_bulk(self, timeout: float, want: int = READ) -> bytes | None:
+        """At least `want` bytes of stdout, or less when the stream ends first; None when
+        nothing arrived within timeout; AgentGone once the stream has ended and everything
+        was returned. For bulk output (a file's bytes): frames are not kept apart, and Docker
+        cuts a large output into frames of a few KiB, each joined here rather than handed up
+        one by one."""
+        out = bytearray()
+        while True:
+            self._take(out)
+            if len(out) >= want:
+                return bytes(out)
+            try:
+                self._sock.settimeout(max(timeout, 0.001))
+                chunk = self._sock.recv(READ)
+            except TimeoutError:
+                return bytes(out) if out else None
+            except OSError as exc:
+                if out:
+                    return bytes(out)
+                raise AgentGone(str(exc)) from exc
+            if not chunk:
+                if out:
+                    return bytes(out)
+                raise AgentGone("the attach stream closed")
+            self._buffer += chunk
+
+    def _take(self, out: bytearray) -> None:
+        """Move the stdout payload bytes in the buffer to out, frame headers parsed as met."""
+        buffer = self._buffer
+        pos, end = 0, len(buffer)
+        with memoryview(buffer) as view:
+            while pos < end:
+                if self._due == 0:
+                    if end - pos < HEADER:
+                        break
+                    self._stream = buffer[pos]
+                    self._due = struct.unpack_from(">I", buffer, pos + 4)[0]
+                    pos += HEADER
+                    continue
+                take = min(self._due, end - pos)
+                if self._stream == STDOUT:
+                    out += view[pos : pos + take]
+                elif log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "%s agent: %s", self._name, untrusted(bytes(view[pos : pos + take]), 300)
+                    )
+                pos += take
+                self._due -= take
+        del buffer[:pos]
 
     def _frame(self) -> tuple[int, bytes] | None:
         if len(self._buffer) < HEADER:

@@ -59,6 +59,10 @@ class ContainerFileService:
         self._runtime = runtime
         self._clock = clock
         self._lock = PerContainer(threading.Lock)
+        # Per container, a fingerprint of the sandbox's listing that the records last matched
+        # (cleared whenever the records change another way): a listing with the same
+        # fingerprint needs no merge.
+        self._in_line: dict[str, int] = {}
 
     @contextmanager
     def _sandbox(self, container_id: str, action: str) -> Iterator[None]:
@@ -86,6 +90,33 @@ class ContainerFileService:
         name = safe_name(filename)
         self._active(container_id)
         return self._write(container_id, name, source, size)
+
+    def settle_upload(
+        self, container_id: str, file: ContainerFile, size: int, tail: bytes
+    ) -> ContainerFile:
+        """Correct an upload written while it arrived, under a size announced before its end
+        was seen: the file becomes size bytes long, ending with tail (the bytes that came past
+        the announced size)."""
+        if size > self._files.max_bytes:
+            with self._lock(container_id):
+                self._discard(container_id, file.path)
+                self._repo.delete(file.id)
+                self._in_line.pop(container_id, None)
+            raise PayloadTooLarge(self._files.max_bytes)
+        with self._lock(container_id):
+            try:
+                with self._sandbox(container_id, "write the file into the sandbox"):
+                    self._runtime.settle_file(container_id, file.path, size, tail)
+            except Exception:
+                self._discard(container_id, file.path)  # not a file of the wrong size
+                self._repo.delete(file.id)
+                self._in_line.pop(container_id, None)
+                raise
+            file.bytes = size
+            self._repo.put(file)
+            self._in_line.pop(container_id, None)
+        log.info("settled %s at %d bytes in %s", file.path, size, container_id)
+        return file
 
     def upload_file_id(self, container_id: str, file_id: str) -> ContainerFile:
         """Copy a Files-API file into the container under its file name."""
@@ -133,6 +164,7 @@ class ContainerFileService:
                 source="user",
             )
             self._repo.put(file)
+            self._in_line.pop(container_id, None)
         log.info("wrote %s (%d bytes) into %s", name, size, container_id)
         return file
 
@@ -162,6 +194,7 @@ class ContainerFileService:
             with self._sandbox(container_id, "delete the file from the sandbox"):
                 self._runtime.delete_file(container_id, file.path)
             self._repo.delete(file.id)
+            self._in_line.pop(container_id, None)
 
     def content(
         self, container_id: str, file_id: str
@@ -174,20 +207,30 @@ class ContainerFileService:
                 size, chunks = self._runtime.open_file(container_id, file.path)
         except SandboxFileNotFound as exc:
             self._repo.delete(file.id)
+            self._in_line.pop(container_id, None)
             raise ContainerFileGone(file_id, f"/mnt/data/{file.path}", str(exc)) from None
         return file, size, chunks
 
     def forget(self, container_id: str) -> None:
         """Drop every record of the container's files (its sandbox is gone)."""
         self._repo.delete_all(container_id)
+        self._in_line.pop(container_id, None)
         self._lock.forget(container_id)
 
     def sync(self, container_id: str) -> None:
-        """Bring the records in line with the files the sandbox really holds."""
+        """Bring the records in line with the files the sandbox really holds; when the
+        listing is the one the records were last brought in line with, nothing is read or
+        written in the database."""
         with self._lock(container_id):
             with self._sandbox(container_id, "list the files in the sandbox"):
                 actual = self._runtime.list_files(container_id)
+            # A keyed 64-bit hash (str hashes are salted per process), order-independent;
+            # a collision would only delay recording a change until the next one.
+            fingerprint = hash(frozenset((f.path, f.bytes, f.mtime) for f in actual))
+            if self._in_line.get(container_id) == fingerprint:
+                return
             self._merge(container_id, actual, removed=None)
+            self._in_line[container_id] = fingerprint
 
     def record_changes(
         self, container_id: str, files: Sequence[SandboxFile], removed: Sequence[str]
@@ -197,6 +240,7 @@ class ContainerFileService:
         if not files and not removed:
             return []
         with self._lock(container_id):
+            self._in_line.pop(container_id, None)
             return self._merge(container_id, files, removed)
 
     def _merge(
@@ -208,7 +252,7 @@ class ContainerFileService:
         """Record the present files (new ones with source "assistant") and drop the removed
         paths; removed=None means present is the whole listing. Returns present's records.
         The caller holds the container's lock."""
-        known = {f.path: f for f in self._repo.all_for(container_id)}
+        known = self._repo.all_for(container_id)
         added: builtins.list[ContainerFile] = []
         changed: builtins.list[ContainerFile] = []
         records: builtins.list[ContainerFile] = []

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from sqlalchemy import Table, bindparam, insert, update
 from sqlmodel import col, delete, select
 
 from server.domain import ContainerFile, Page, PageQuery
 from server.store.database import Database
 from server.store.repository import load_page
 from server.store.tables import ContainerFileRecord
+
+TABLE: Table = ContainerFileRecord.__table__  # type: ignore[attr-defined]
+CHUNK = 500  # ids per DELETE ... IN (...), well under any engine's parameter limit
 
 
 def _to_domain(rec: ContainerFileRecord) -> ContainerFile:
@@ -59,27 +63,46 @@ class ContainerFileRepository:
             )
             s.commit()
 
-    def all_for(self, container_id: str) -> list[ContainerFile]:
+    def all_for(self, container_id: str) -> dict[str, ContainerFile]:
+        """Every record of the container's files, by path: read as plain rows (no ORM
+        objects), since a sandbox may hold tens of thousands of files."""
+        stmt = TABLE.select().where(TABLE.c.container_id == container_id)
         with self._db.session() as s:
-            stmt = select(ContainerFileRecord).where(
-                col(ContainerFileRecord.container_id) == container_id
+            rows = s.connection().execute(stmt).all()
+        return {
+            r.path: ContainerFile(
+                id=r.id,
+                container_id=r.container_id,
+                path=r.path,
+                bytes=r.bytes,
+                created_at=r.created_at,
+                source=r.source,
+                mtime=r.mtime,
             )
-            return [_to_domain(r) for r in s.exec(stmt).all()]
+            for r in rows
+        }
 
     def apply(
         self, added: list[ContainerFile], changed: list[ContainerFile], removed: list[str]
     ) -> None:
-        """Apply the differences found between the sandbox and the records in one transaction."""
+        """Apply the differences found between the sandbox and the records in one
+        transaction, each kind as one batched statement."""
         with self._db.session() as s:
-            if removed:
-                s.exec(delete(ContainerFileRecord).where(col(ContainerFileRecord.id).in_(removed)))
-            for f in changed:
-                rec = s.get(ContainerFileRecord, f.id)
-                if rec is not None:
-                    rec.bytes, rec.mtime = f.bytes, f.mtime
-                    s.add(rec)
-            for f in added:
-                s.add(ContainerFileRecord(**vars(f)))
+            conn = s.connection()
+            for start in range(0, len(removed), CHUNK):
+                conn.execute(TABLE.delete().where(TABLE.c.id.in_(removed[start : start + CHUNK])))
+            if changed:
+                conn.execute(
+                    update(TABLE)
+                    .where(TABLE.c.id == bindparam("file_id"))
+                    .values(bytes=bindparam("new_bytes"), mtime=bindparam("new_mtime")),
+                    [
+                        {"file_id": f.id, "new_bytes": f.bytes, "new_mtime": f.mtime}
+                        for f in changed
+                    ],
+                )
+            if added:
+                conn.execute(insert(TABLE), [vars(f) for f in added])
             s.commit()
 
     def list_page(self, container_id: str, query: PageQuery) -> Page[ContainerFile]:

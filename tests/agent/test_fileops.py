@@ -62,3 +62,27 @@ def test_scan_lists_regular_utf8_files_and_counts_blocks(root: Path) -> None:
     assert files["sparse.bin"][0] == 1 << 40
     assert used < 1 << 20  # the terabyte is sparse: it takes (almost) no blocks
     assert bad == [b"bad\xff"]
+
+
+def test_settle_cuts_or_extends_a_file_and_sets_its_tail(root: Path) -> None:
+    target = root / "d" / "f.txt"
+    fileops.settle("d/f.txt", 3, b"", str(root))
+    assert target.read_bytes() == b"hel"
+    fileops.settle("d/f.txt", 6, b"XY", str(root))
+    assert target.read_bytes() == b"hel\0XY"
+    fileops.settle("d/f.txt", 2, b"ab", str(root))
+    assert target.read_bytes() == b"ab"
+    with pytest.raises(fileops.Refused, match="shorter than its tail"):
+        fileops.settle("d/f.txt", 1, b"ab", str(root))
+
+
+def test_settle_never_follows_a_symlink(root: Path) -> None:
+    os.symlink("../secret", root / "link")
+    os.symlink("..", root / "dirlink")
+    with pytest.raises(fileops.Refused, match="symlink"):
+        fileops.settle("link", 0, b"", str(root))
+    with pytest.raises(fileops.Refused, match="symlink or not a directory"):
+        fileops.settle("dirlink/secret", 0, b"", str(root))
+    with pytest.raises(fileops.Refused, match="no longer exists"):
+        fileops.settle("d/missing", 0, b"", str(root))
+    assert (root.parent / "secret").read_text() == "nope"

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import io
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -320,3 +321,171 @@ def test_file_operations_refresh_last_active_at(client: openai.OpenAI, container
         c.last_active_at for c in client.containers.list(limit=100) if c.id == container_id
     )
     assert after > before
+
+
+def test_many_files_changed_behind_our_back_keep_their_records_in_line(
+    client: openai.OpenAI, container_id: str, docker_client: docker.DockerClient
+) -> None:
+    def listed() -> dict[str, tuple[str, int]]:
+        files = client.containers.files.list(container_id, limit=100)
+        return {f.path: (f.id, f.bytes) for f in files}
+
+    sandbox_exec(
+        docker_client,
+        container_id,
+        "mkdir -p many && for i in $(seq 1 1200); do printf %s $i > many/f$i.txt; done",
+    )
+    first = listed()
+    assert len(first) == 1200
+    assert first["/mnt/data/many/f1200.txt"][1] == 4
+    assert listed() == first  # nothing changed: the same records
+
+    # 300 removed, 300 grown, 300 created; the other 600 untouched.
+    sandbox_exec(
+        docker_client,
+        container_id,
+        "cd many && for i in $(seq 1 300); do rm f$i.txt; done"
+        " && for i in $(seq 301 600); do printf 0123456789 >> f$i.txt; done"
+        " && for i in $(seq 1201 1500); do printf x > f$i.txt; done",
+    )
+    second = listed()
+    assert len(second) == 1200
+    for i in range(1, 301):
+        assert f"/mnt/data/many/f{i}.txt" not in second
+    for i in range(301, 1201):
+        path = f"/mnt/data/many/f{i}.txt"
+        assert second[path][0] == first[path][0]  # the same record
+        assert second[path][1] == len(str(i)) + (10 if i <= 600 else 0)
+    for i in range(1201, 1501):
+        path = f"/mnt/data/many/f{i}.txt"
+        assert second[path][1] == 1
+        assert second[path][0] not in {file_id for file_id, _ in first.values()}
+
+    # Deleting through the API right after an unchanged listing is seen by the next one.
+    victim = second["/mnt/data/many/f1500.txt"][0]
+    client.containers.files.delete(victim, container_id=container_id)
+    assert "/mnt/data/many/f1500.txt" not in listed()
+    uploaded = client.containers.files.create(container_id, file=("late.txt", b"late"))
+    assert listed()["/mnt/data/late.txt"] == (uploaded.id, 4)
+
+
+BIG = 9 << 20  # past the size from which uploads are written while they arrive
+
+
+def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str, ending: bytes) -> bytes:
+    """A multipart body built by hand: (name, filename or None, bytes) parts, then the
+    closing boundary followed by ending."""
+    out = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (
+            f'; filename="{filename}"' if filename is not None else ""
+        )
+        out += f"--{boundary}\r\ncontent-disposition: {disposition}\r\n\r\n".encode()
+        out += data + b"\r\n"
+    return out + f"--{boundary}--".encode() + ending
+
+
+@pytest.mark.parametrize(
+    ("after", "ending"),
+    [
+        ([], b"\r\n"),  # what clients send: the size announced up front is exact
+        ([], b""),  # no line break after the closing boundary: two bytes more
+        ([], b"\r\nan epilogue\r\n"),  # an epilogue: fewer bytes than announced
+        ([("purpose", None, b"x" * 5000)], b"\r\n"),  # a field after the file part
+        ([("other", "o.bin", os.urandom(3 << 20))], b"\r\n"),  # another file after it
+    ],
+    ids=["exact", "no-final-crlf", "epilogue", "field-after", "file-after"],
+)
+def test_large_uploads_written_while_they_arrive_are_byte_exact(
+    server: LocalboxServer,
+    client: openai.OpenAI,
+    container_id: str,
+    after: list[tuple[str, str | None, bytes]],
+    ending: bytes,
+) -> None:
+    data = os.urandom(BIG) + b"\r\n--almost-a-boundary\r\n" + os.urandom(1000)
+    boundary = "b0undary7f3a"
+    body = multipart([("file", "big ü.bin", data), *after], boundary, ending)
+    r = httpx.post(
+        f"{server.base_url}/containers/{container_id}/files",
+        content=body,
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["bytes"] == len(data)
+    assert r.json()["path"] == "/mnt/data/big ü.bin"
+    got = client.containers.files.content.retrieve(r.json()["id"], container_id=container_id)
+    assert sha(got.read()) == sha(data)
+    listed = {f.path: f.bytes for f in client.containers.files.list(container_id)}
+    assert listed == {"/mnt/data/big ü.bin": len(data)}
+
+
+def test_a_large_body_with_only_a_file_id_copies_that_file(
+    server: LocalboxServer, client: openai.OpenAI, container_id: str
+) -> None:
+    uploaded = client.files.create(file=("ref.txt", b"by reference"), purpose="user_data")
+    boundary = "xyz123"
+    body = multipart(
+        [("other", "ignored.bin", os.urandom(BIG)), ("file_id", None, uploaded.id.encode())],
+        boundary,
+        b"\r\n",
+    )
+    r = httpx.post(
+        f"{server.base_url}/containers/{container_id}/files",
+        content=body,
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["path"] == "/mnt/data/ref.txt"
+    assert [f.path for f in client.containers.files.list(container_id)] == ["/mnt/data/ref.txt"]
+
+
+def test_a_large_upload_cut_short_leaves_no_file(
+    server: LocalboxServer, client: openai.OpenAI, container_id: str
+) -> None:
+    boundary = "cutcut"
+    body = multipart([("file", "cut.bin", os.urandom(BIG))], boundary, b"\r\n")
+    host, port = "127.0.0.1", server.port
+    with socket.create_connection((host, port)) as sock:
+        head = (
+            f"POST /v1/containers/{container_id}/files HTTP/1.1\r\nhost: {host}\r\n"
+            f"authorization: Bearer {server.api_key}\r\n"
+            f"content-type: multipart/form-data; boundary={boundary}\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body[: len(body) // 2])
+        time.sleep(0.5)
+    for _ in range(100):  # the server notices the disconnect, then removes the partial file
+        if not list(client.containers.files.list(container_id)):
+            break
+        time.sleep(0.1)
+    assert list(client.containers.files.list(container_id)) == []
+    # The container still takes uploads.
+    created = client.containers.files.create(container_id, file=("after.txt", b"fine"))
+    assert created.bytes == 4
+
+
+def test_malformed_large_bodies_are_400_and_leave_no_file(
+    server: LocalboxServer, client: openai.OpenAI, container_id: str
+) -> None:
+    boundary = "brokenb"
+    data = os.urandom(BIG)
+    cases = {
+        "no closing boundary": f"--{boundary}\r\ncontent-disposition: form-data; "
+        f'name="file"; filename="x.bin"\r\n\r\n'.encode()
+        + data,
+        "file is a plain field": multipart([("file", None, data)], boundary, b"\r\n"),
+        "no file, no file_id": multipart([("other", "o.bin", data)], boundary, b"\r\n"),
+    }
+    for case, body in cases.items():
+        r = httpx.post(
+            f"{server.base_url}/containers/{container_id}/files",
+            content=body,
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+            timeout=120,
+        )
+        assert r.status_code == 400, (case, r.text)
+        assert r.json()["error"]["type"] == "invalid_request_error", case
+    assert list(client.containers.files.list(container_id)) == []

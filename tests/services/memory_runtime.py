@@ -93,6 +93,13 @@ class MemoryRuntime:
     def delete_file(self, container_id: str, path: str) -> None:
         self._files(container_id).pop(path, None)
 
+    def settle_file(self, container_id: str, path: str, size: int, tail: bytes) -> None:
+        files = self._files(container_id)
+        if path not in files:
+            raise SandboxFileNotFound(path)
+        data = files[path][:size].ljust(size, b"\0")
+        files[path] = data[: size - len(tail)] + tail
+
     def disk_usage(self, container_id: str) -> int:
         return sum(len(d) for d in self._files(container_id).values())
 

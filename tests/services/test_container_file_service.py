@@ -72,3 +72,43 @@ def test_a_vanished_sandbox_expires_its_container(
     with pytest.raises(ContainerExpired):
         cfs.list(c.id, order="asc", limit=10, after=None)
     assert containers.retrieve(c.id).status == "expired"
+
+
+def test_sync_follows_the_sandbox_whatever_changed_in_between(
+    parts: tuple[ContainerService, ContainerFileService, MemoryRuntime, Clock],
+) -> None:
+    containers, cfs, runtime, _ = parts
+    c = containers.create(CreateContainer(name="c"))
+
+    def listed() -> dict[str, tuple[str, int, str]]:
+        page = cfs.list(c.id, order="asc", limit=100, after=None)
+        return {f.path: (f.id, f.bytes, f.source) for f in page.items}
+
+    runtime.files[c.id].update({f"f{i}": b"x" * (i % 7) for i in range(1100)})
+    first = listed()
+    assert len(first) == 100
+    assert listed() == first
+    everything = {f.path: f for f in cfs._repo.all_for(c.id).values()}
+    assert len(everything) == 1100
+    assert {f.source for f in everything.values()} == {"assistant"}
+
+    for i in range(600):  # more removed than one DELETE ... IN (...) holds
+        del runtime.files[c.id][f"f{i}"]
+    runtime.files[c.id]["f700"] = b"changed!"
+    runtime.files[c.id]["new"] = b"n"
+    cfs.sync(c.id)
+    now = cfs._repo.all_for(c.id)
+    assert set(now) == {f"f{i}" for i in range(600, 1100)} | {"new"}
+    assert now["f700"].bytes == 8
+    assert now["f700"].id == everything["f700"].id
+    assert now["new"].source == "assistant"
+
+    # Records changed by the service itself are never hidden by an unchanged listing.
+    uploaded = cfs.upload(c.id, "up.txt", io.BytesIO(b"abc"), 3)
+    cfs.sync(c.id)
+    cfs.delete(c.id, uploaded.id)
+    cfs.sync(c.id)
+    assert "up.txt" not in cfs._repo.all_for(c.id)
+    runtime.files[c.id]["up.txt"] = b"back"
+    cfs.sync(c.id)
+    assert cfs._repo.all_for(c.id)["up.txt"].source == "assistant"

@@ -5,6 +5,10 @@ server through `docker exec` as root:
 
   fileops.py read PATH    "ok SIZE\\n" then exactly SIZE bytes, or "missing REASON\\n"
   fileops.py delete PATH  "ok\\n" or "missing REASON\\n"
+  fileops.py settle PATH SIZE [TAILHEX]
+                          cut (or extend) the file to SIZE bytes, its last bytes set to
+                          TAIL; "ok\\n" or "missing REASON\\n" (fixes up a streamed upload
+                          whose real size turned out other than the one announced)
   fileops.py list         one "SIZE\\tMTIME\\tPATH\\0" record per regular file
   fileops.py usage        the bytes allocated under /mnt/data (blocks, not apparent sizes)
 
@@ -92,6 +96,31 @@ def delete(path: str, root: str = DATA) -> None:
         os.close(parent)
 
 
+def settle(path: str, size: int, tail: bytes = b"", root: str = DATA) -> None:
+    """Make the regular file at path size bytes long, ending with tail."""
+    if size < len(tail):
+        raise Refused("a size shorter than its tail")
+    parent, name = open_parent(path, root)
+    try:
+        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, dir_fd=parent)
+        except FileNotFoundError as exc:
+            raise Refused("it no longer exists") from exc
+        except OSError as exc:
+            raise Refused("it is a symlink or cannot be opened") from exc
+    finally:
+        os.close(parent)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Refused("it is not a regular file: a FIFO, a device or a directory")
+        os.ftruncate(fd, size)
+        if tail:
+            os.pwrite(fd, tail, size - len(tail))
+    finally:
+        os.close(fd)
+
+
 def walk(root: str = DATA) -> Iterator[tuple[bytes, os.stat_result]]:
     """(path relative to root, lstat) of every entry below root, symlinks not followed."""
     stack = [b""]
@@ -164,6 +193,9 @@ def main(argv: list[str]) -> int:
         elif op == "delete" and len(argv) == 3:
             delete(argv[2])
             _write_all(b"ok\n")
+        elif op == "settle" and len(argv) in (4, 5) and argv[3].isdigit():
+            settle(argv[2], int(argv[3]), bytes.fromhex(argv[4]) if len(argv) == 5 else b"")
+            _write_all(b"ok\n")
         elif op == "list":
             skipped = []
             files, _ = scan(on_bad_name=skipped.append)
@@ -178,7 +210,9 @@ def main(argv: list[str]) -> int:
         elif op == "usage":
             _write_all(b"%d\n" % scan()[1])
         else:
-            sys.stderr.write("usage: fileops.py read|delete PATH | list | usage\n")
+            sys.stderr.write(
+                "usage: fileops.py read|delete PATH | settle PATH SIZE [TAILHEX] | list | usage\n"
+            )
             return 2
     except Refused as exc:
         _write_all(f"missing {exc}\n".encode(errors="replace"))
