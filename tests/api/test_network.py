@@ -1,7 +1,7 @@
 """network_policy "allowlist": sandboxes reach allowlisted domains through the egress proxy only.
 
 The upstreams are the suite's own (a container on the proxy's outside network, under the
-aliases allowed.test, sub.allowed.test, other.test, denied.test and pypi.test, serving HTTP and
+aliases allowed.test, sub.allowed.test, other.test, denied.test and packages.test, serving HTTP and
 HTTPS with a test CA the proxy is told to trust); nothing here touches the internet.
 """
 
@@ -29,7 +29,7 @@ from tests.api.test_exec import run
 from tests.conftest import LocalboxServer, serving
 
 HERE = Path(__file__).resolve().parent
-ALIASES = ["allowed.test", "sub.allowed.test", "other.test", "denied.test", "pypi.test"]
+ALIASES = ["allowed.test", "sub.allowed.test", "other.test", "denied.test", "packages.test"]
 SECRET = "sk-real-0123456789abcdef"
 SANDBOX_IMAGE = os.environ.get("LOCALBOX_SANDBOX_IMAGE", "localbox-sandbox:latest")
 
@@ -316,12 +316,12 @@ def test_domain_secrets_reach_their_domain_only(world: EgressWorld) -> None:
 
 
 def test_pip_downloads_from_an_allowlisted_index(world: EgressWorld) -> None:
-    c = world.create(["pypi.test"])
+    c = world.create(["packages.test"])
     result = run(
         world.server,
         c.id,
         "pip download --no-deps --disable-pip-version-check -d /tmp/dl "
-        "--index-url https://pypi.test/simple/ tinypkg && ls /tmp/dl",
+        "--index-url https://packages.test/simple/ tinypkg && ls /tmp/dl",
         language="bash",
     )
     assert result["exit_code"] == 0, result
