@@ -127,8 +127,8 @@ def interpreter_start(image: str, n: int) -> list[float]:
     """The interpreter's start inside a sandbox, as the agent does it (ms)."""
     code = (
         "import sys, time, json; sys.path.insert(0, '/opt/localbox')\n"
-        "from localbox_agent.kernel import PythonKernel, private_environment\n"
-        "private_environment(); times = []\n"
+        "from localbox_agent.kernel import PythonKernel\n"
+        "times = []\n"
         f"for _ in range({n}):\n"
         "    k = PythonKernel(); t = time.perf_counter(); k.ensure()\n"
         "    times.append((time.perf_counter() - t) * 1000); k.stop()\n"

@@ -251,13 +251,7 @@ class DockerRuntime:
                     nano_cpus=int(self.cpus * 1e9),
                     read_only=True,
                     volumes=volumes,
-                    tmpfs={
-                        "/tmp": f"rw,nosuid,nodev,size={self.tmp_size}",
-                        # The kernel's connection file: the kernel rewrites it at start.
-                        "/run/localbox": (
-                            "rw,nosuid,nodev,noexec,size=1m,mode=700,uid=1000,gid=1000"
-                        ),
-                    },
+                    tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmp_size}"},
                     init=True,
                     stdin_open=True,  # the agent reads requests from its stdin
                     log_config=docker.types.LogConfig(

@@ -19,7 +19,7 @@ from typing import Any
 
 from localbox_agent import procs
 from localbox_agent.calls import PIDS_ERROR, Watch, disk_error
-from localbox_agent.kernel import PythonKernel, private_environment
+from localbox_agent.kernel import PythonKernel
 from localbox_agent.protocol import MAX_FILES_IN_DONE, Emitter, Limits, Output
 from localbox_agent.shell import run_bash
 from localbox_agent.watchdog import Watchdog, log
@@ -171,7 +171,6 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # a stray print() here can never corrupt the channel
     os.close(devnull)
-    private_environment()
     agent = Agent(emitter)
     agent.watchdog.start()
     threading.Thread(target=agent.work, name="worker", daemon=True).start()

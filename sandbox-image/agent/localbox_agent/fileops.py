@@ -63,11 +63,12 @@ def open_parent(path: str, root: str = DATA) -> tuple[int, str]:
     return fd, parts[-1]
 
 
-def open_regular(path: str, root: str = DATA) -> tuple[int, int]:
-    """An fd open for reading on the regular file at path, and its size."""
+def _open_file(path: str, root: str, access: int) -> tuple[int, int]:
+    """An fd on the regular file at path (opened with access: O_RDONLY or O_WRONLY), reached
+    through no symlink and without blocking on a FIFO, and its size."""
     parent, name = open_parent(path, root)
     try:
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        flags = access | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         try:
             fd = os.open(name, flags, dir_fd=parent)
         except FileNotFoundError as exc:
@@ -81,6 +82,11 @@ def open_regular(path: str, root: str = DATA) -> tuple[int, int]:
         os.close(fd)
         raise Refused("it is not a regular file: a FIFO, a device or a directory")
     return fd, st.st_size
+
+
+def open_regular(path: str, root: str = DATA) -> tuple[int, int]:
+    """An fd open for reading on the regular file at path, and its size."""
+    return _open_file(path, root, os.O_RDONLY)
 
 
 def delete(path: str, root: str = DATA) -> None:
@@ -100,20 +106,8 @@ def settle(path: str, size: int, tail: bytes = b"", root: str = DATA) -> None:
     """Make the regular file at path size bytes long, ending with tail."""
     if size < len(tail):
         raise Refused("a size shorter than its tail")
-    parent, name = open_parent(path, root)
+    fd, _ = _open_file(path, root, os.O_WRONLY)
     try:
-        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-        try:
-            fd = os.open(name, flags, dir_fd=parent)
-        except FileNotFoundError as exc:
-            raise Refused("it no longer exists") from exc
-        except OSError as exc:
-            raise Refused("it is a symlink or cannot be opened") from exc
-    finally:
-        os.close(parent)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise Refused("it is not a regular file: a FIFO, a device or a directory")
         os.ftruncate(fd, size)
         if tail:
             os.pwrite(fd, tail, size - len(tail))

@@ -21,7 +21,6 @@ from localbox_agent.calls import PIDS_ERROR, Watch, stopped_error
 from localbox_agent.protocol import IMAGE_TYPES, Output, truncated
 
 DATA = "/mnt/data"
-RUNTIME_DIR = "/run/localbox"
 INTERPRETER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interpreter.py")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 INTERRUPT_GRACE = 3.0
@@ -46,21 +45,6 @@ def user_environment() -> dict[str, str]:
     return env
 
 
-def private_environment() -> None:
-    """Point the agent's own Jupyter and IPython folders where the sandbox user cannot go,
-    and away from the user's, which the user must own."""
-    home = "/tmp/.localbox-agent"
-    os.makedirs(home, mode=0o700, exist_ok=True)
-    for key, sub in (
-        ("IPYTHONDIR", "ipython"),
-        ("MPLCONFIGDIR", "matplotlib"),
-        ("JUPYTER_RUNTIME_DIR", "runtime"),
-        ("JUPYTER_DATA_DIR", "data"),
-        ("JUPYTER_CONFIG_DIR", "config"),
-    ):
-        os.environ[key] = f"{home}/{sub}"
-
-
 class PythonKernel:
     """Starts interpreter.py (an IPython shell, no Jupyter machinery: it starts in a third of
     the time and answers a call in about a millisecond) and runs calls in it."""
@@ -71,6 +55,8 @@ class PythonKernel:
         self._pipes: dict[int, str] = {}
         """Our ends of the interpreter's pipes: fd -> "stdout", "stderr" or "events"."""
         self._events = b""
+        self._skipping = False
+        """Dropping the rest of an event line that grew past the limit."""
 
     @property
     def pid(self) -> int | None:
@@ -113,6 +99,7 @@ class PythonKernel:
         for fd in self._pipes:
             os.set_blocking(fd, False)
         self._events = b""
+        self._skipping = False
         try:
             self._wait_for_ready(START_TIMEOUT)
         except BaseException:
@@ -149,7 +136,8 @@ class PythonKernel:
         events = []
         while b"\n" in self._events:
             line, _, self._events = self._events.partition(b"\n")
-            if line.startswith(b"\0skip"):
+            if self._skipping:  # the end of an overlong line
+                self._skipping = False
                 continue
             try:
                 event = json.loads(line)
@@ -158,7 +146,8 @@ class PythonKernel:
             if isinstance(event, dict):
                 events.append(event)
         if len(self._events) > max_line:
-            self._events = b"\0skip"  # the rest of this line goes, up to its newline
+            self._events = b""  # the rest of this line goes too, up to its newline
+            self._skipping = True
         return events
 
     def interrupt(self) -> None:
@@ -180,6 +169,7 @@ class PythonKernel:
         self._requests = -1
         self._pipes = {}
         self._events = b""
+        self._skipping = False
 
     def restart(self) -> None:
         """Kill the interpreter and everything of the sandbox user; the next call starts anew."""
@@ -192,6 +182,7 @@ class PythonKernel:
             while self._read(fd):
                 pass
         self._events = b""
+        self._skipping = False
 
     def run(self, code: str, out: Output, watch: Watch, silent: bool = False) -> dict[str, Any]:
         """Run code in the interpreter; silent code leaves no trace in its history."""
