@@ -244,3 +244,27 @@ def test_python_state_survives_a_server_restart(fresh_server: LocalboxServer) ->
     fresh_server.stop()
     fresh_server.start()
     assert run(fresh_server, cid, "print(sum(survivor))")["stdout"] == "6\n"
+
+
+def test_ipython_magics_work_from_the_first_call(fresh_server: LocalboxServer) -> None:
+    """The magics load while the first call may already run (no warm pool here): a call
+    that uses one waits for them."""
+    cid = fresh_server.client().containers.create(name="magics").id
+    first = run(fresh_server, cid, "%time answer = 6 * 7")
+    assert first["status"] == "completed", first
+    assert "Wall time" in first["stdout"]
+    cell = run(fresh_server, cid, "%%writefile note.txt\nhello from a cell magic\n")
+    assert cell["stdout"] == "Writing note.txt\n"
+    shell = run(fresh_server, cid, "listing = !ls\nprint(listing, answer)")
+    assert shell["stdout"] == "['note.txt'] 42\n"
+    alias = run(fresh_server, cid, "cat note.txt")  # an alias, called without !
+    assert alias["stdout"].replace("\r\n", "\n") == "hello from a cell magic\n"  # a pty
+    table = run(
+        fresh_server,
+        cid,
+        "m = get_ipython().magics_manager.magics\n"
+        "print('timeit' in m['line'], 'capture' in m['cell'], type(m['line']['ls']).__name__)",
+    )
+    assert table["stdout"] == "True True Alias\n"
+    unknown = run(fresh_server, cid, "%no_such_magic")
+    assert "UsageError: Line magic function `%no_such_magic` not found" in unknown["stderr"]

@@ -30,6 +30,7 @@ from typing import Any
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 FLUSH_SECONDS = 0.1
+IDLE_START = 0.2
 limits = {"max_image_bytes": 16 << 20, "max_error_bytes": 64 << 10}
 
 
@@ -102,7 +103,7 @@ def main() -> None:
             del sys.modules["jedi"]
     package.InteractiveShell = type(shell).__mro__[1]
     events.send({"t": "ready"})
-    finish_ipython_import(package)
+    finish_in_background(shell, package)
     while True:
         try:
             line = requests.readline()
@@ -149,13 +150,22 @@ def import_ipython_core() -> Any:
     return package
 
 
-def finish_ipython_import(package: Any) -> None:
-    """Run IPython/__init__.py in the package made by import_ipython_core (in a thread, while
-    the interpreter already answers)."""
+def finish_in_background(shell: Any, package: Any) -> None:
+    """What the shell can do without for its first call, done in a thread: IPython's magics
+    (see Shell.init_magics), then IPython/__init__.py in the package made by
+    import_ipython_core. It starts once the first call is done (or at once if that call
+    needs a magic), or after IDLE_START if no call comes: sharing the GIL with it would
+    double the first call's time."""
 
     def run() -> None:
-        with contextlib.suppress(Exception):
-            package.__spec__.loader.exec_module(package)
+        shell.start_loading.wait(IDLE_START)
+        try:
+            shell.load_magics()
+        finally:
+            shell.magics_loaded.set()
+        if package is not None:
+            with contextlib.suppress(Exception):
+                package.__spec__.loader.exec_module(package)
 
     threading.Thread(target=run, name="localbox-ipython-init", daemon=True).start()
 
@@ -164,6 +174,9 @@ def make_shell(events: Events) -> Any:
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
     from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.magic import MagicsManager
+    from IPython.core.prefilter import is_shadowed
+    from traitlets import Any as AnyTrait
     from traitlets.config import Config
 
     class Publisher(DisplayPublisher):  # type: ignore[misc]
@@ -184,6 +197,12 @@ def make_shell(events: Events) -> Any:
             if isinstance(format_dict, dict):
                 events.send({"t": "result", "data": bounded(format_dict)})
 
+    class Holder:
+        """Where the magics functions registered before load_magics are set."""
+
+    class Manager(MagicsManager):  # type: ignore[misc]
+        user_magics = AnyTrait(allow_none=True)  # a Holder until load_magics
+
     class Shell(InteractiveShell):  # type: ignore[misc]
         def _showtraceback(self, etype: Any, evalue: Any, stb: Any) -> None:
             limit = limits["max_error_bytes"]
@@ -199,6 +218,73 @@ def make_shell(events: Events) -> Any:
 
         def enable_gui(self, gui: Any = None) -> None:
             pass
+
+        # IPython's magics are a third of its start (their modules, and an argument parser
+        # each). The shell starts with an empty magics manager, which its aliases (!ls as
+        # ls, ...) fill at once; the magics follow in a thread (load_magics), and whatever
+        # looks one up, or names magics in a call, waits for them first.
+        start_loading = threading.Event()
+        magics_loaded = threading.Event()
+
+        def wait_for_magics(self) -> None:
+            self.start_loading.set()
+            self.magics_loaded.wait()
+
+        def init_magics(self) -> None:
+            self.magics_manager = Manager(shell=self, parent=self, user_magics=Holder())
+            self.magics_manager.registry.clear()  # IPython's UserMagics go there, later
+            self.configurables.append(self.magics_manager)
+            self.register_magics = self.magics_manager.register
+
+        def load_magics(self) -> None:
+            """What InteractiveShell.init_magics does, into the manager made at start. A
+            magic registered here replaces an alias of its name, as the alias would have
+            been refused had it come second."""
+            from IPython.core import magics as m
+
+            manager = self.magics_manager
+            user_magics = m.UserMagics(self)
+            for name, value in vars(manager.user_magics).items():  # the aliases' functions
+                setattr(user_magics, name, value)
+            manager.user_magics = user_magics
+            manager.registry["UserMagics"] = manager.user_magics
+            manager.register(
+                m.AutoMagics, m.BasicMagics, m.CodeMagics, m.ConfigMagics, m.DisplayMagics,
+                m.ExecutionMagics, m.ExtensionMagics, m.HistoryMagics, m.LoggingMagics,
+                m.NamespaceMagics, m.OSMagics, m.PackagingMagics, m.PylabMagics,
+                m.ScriptMagics, m.AsyncMagics,
+            )  # fmt: skip
+            manager.register_alias("ed", "edit")
+            manager.register_alias("hist", "history")
+            manager.register_alias("rep", "recall")
+            manager.register_alias("SVG", "svg", "cell")
+            manager.register_alias("HTML", "html", "cell")
+            manager.register_alias("file", "writefile", "cell")
+            manager.magics["line"]["colors"](self.colors)
+
+        def find_line_magic(self, magic_name: str) -> Any:
+            self.wait_for_magics()
+            return super().find_line_magic(magic_name)
+
+        def find_cell_magic(self, magic_name: str) -> Any:
+            self.wait_for_magics()
+            return super().find_cell_magic(magic_name)
+
+        def find_magic(self, magic_name: str, magic_kind: str = "line") -> Any:
+            # Automagic asks this of the first word of every one-line call (print, import,
+            # ...); a name that a variable, a builtin or a keyword shadows is never called
+            # as a magic, so it need not wait.
+            if not self.magics_loaded.is_set() and not is_shadowed(magic_name, self):
+                self.wait_for_magics()
+            return super().find_magic(magic_name, magic_kind)
+
+        def run_cell(self, raw_cell: str, *args: Any, **kwargs: Any) -> Any:
+            if "magic" in raw_cell:  # magics_manager, register_magic_function, ...
+                self.wait_for_magics()
+            try:
+                return super().run_cell(raw_cell, *args, **kwargs)
+            finally:
+                self.start_loading.set()
 
     config = Config()
     config.HistoryManager.enabled = False

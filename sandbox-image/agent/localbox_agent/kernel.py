@@ -75,9 +75,12 @@ class PythonKernel:
         events_r, events_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        # Loaded by path (nothing of the agent joins the import path), from the bytecode
+        # the image compiled.
         boot = (
-            "import runpy, sys; sys.path[:] = [''] + [p for p in sys.path if p]; "
-            f"runpy.run_path({INTERPRETER!r}, run_name='__main__')"
+            "import importlib.util as u, sys; sys.path[:] = [''] + [p for p in sys.path if p]; "
+            f"s = u.spec_from_file_location('localbox_interpreter', {INTERPRETER!r}); "
+            "m = u.module_from_spec(s); s.loader.exec_module(m); m.main()"
         )
         try:
             self.proc = subprocess.Popen(
