@@ -62,15 +62,18 @@ class Transfers:
         return time.perf_counter() - t0, str(r.json()["id"])
 
     def download(self, file_id: str, expected: str) -> float:
+        """Into a file, as docker cp does; both are checked after the clock stops."""
+        back = self.tmp / "down.bin"
         t0 = time.perf_counter()
-        digest = hashlib.sha256()
         url = f"{self.base}/containers/{self.cid}/files/{file_id}/content"
-        with self.http.stream("GET", url) as resp:
+        with self.http.stream("GET", url) as resp, back.open("wb") as out:
             resp.raise_for_status()
-            for chunk in resp.iter_bytes(1 << 20):
-                digest.update(chunk)
+            for chunk in resp.iter_raw(1 << 20):
+                out.write(chunk)
         elapsed = time.perf_counter() - t0
-        assert digest.hexdigest() == expected, "download differs from upload"
+        with back.open("rb") as f:
+            assert hashlib.file_digest(f, "sha256").hexdigest() == expected, "download differs"
+        back.unlink()
         return elapsed
 
     def cp_in(self, src: Path) -> float:

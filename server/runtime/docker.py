@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import itertools
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import datetime
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 import docker
 import docker.errors
 import requests.exceptions
 from docker.models.containers import Container as DockerContainer
 
+from server.runtime import volume_files
 from server.runtime.agent import AgentClient, AgentGone, AgentWedged
 from server.runtime.base import (
     EgressPolicy,
@@ -106,6 +106,7 @@ class DockerRuntime:
         egress_image: str = "localbox-egress:latest",
         egress_subnets: str = "10.213.0.0/16",
         egress_extra_ca: str = "",
+        direct_volume_io: bool = True,
     ) -> None:
         self.image = image
         self.instance = instance
@@ -119,6 +120,10 @@ class DockerRuntime:
         self._agents: dict[str, AgentClient] = {}
         self._spare_memory: dict[str, int] = {}
         """The memory limit of the spares this runtime made, so a claim need not look."""
+        self.direct_volume_io = direct_volume_io
+        self._roots: dict[str, str | None] = {}
+        """Each sandbox's data volume as a directory on this host, None where the server
+        cannot reach it (see volume_files.py)."""
         self.egress = DockerEgress(
             lambda: self.client,
             instance,
@@ -181,6 +186,7 @@ class DockerRuntime:
             self.client.api.rename(sandbox_name(spare_id), sandbox_name(spec.container_id))
         with self._lock:
             self._agents[spec.container_id] = self._agents.pop(spare_id, agent)
+            self._roots.pop(spare_id, None)
 
     def prune_volumes(self, grace_seconds: float) -> int:
         removed = 0
@@ -270,6 +276,7 @@ class DockerRuntime:
         self._drop_agent(container_id)
         with self._lock:
             self._spare_memory.pop(container_id, None)
+            self._roots.pop(container_id, None)
         name = sandbox_name(container_id)
         # A sandbox made for this container has volumes named for it; a claimed spare's
         # are named for the spare, so they are read from its mounts.
@@ -331,13 +338,42 @@ class DockerRuntime:
                 sandbox_name(container_id), FILEOPS + args, user="0", workdir=DATA_PATH
             )["Id"]
             raw = self.client.api.exec_start(exec_id, socket=True)
-        sock = cast(socket.socket, getattr(raw, "_sock", raw))
-        return AttachChannel(sock, f"{container_id} fileops")
+        return AttachChannel(raw, f"{container_id} fileops")
 
     def _fileops_output(self, container_id: str, args: list[str], action: str) -> bytes:
         return b"".join(_helper_output(self._fileops(container_id, args, action), action))
 
+    def _data_root(self, container_id: str) -> str | None:
+        """The sandbox's data volume as a directory this process can open, or None."""
+        if not self.direct_volume_io:
+            return None
+        with self._lock:
+            if container_id in self._roots:
+                return self._roots[container_id]
+        with _translated("find sandbox volume"):
+            mounts = self._sandbox(container_id).attrs.get("Mounts") or []
+        root = next(
+            (
+                str(m.get("Source"))
+                for m in mounts
+                if m.get("Destination") == DATA_PATH and m.get("Type") == "volume"
+            ),
+            None,
+        )
+        if root is not None and not volume_files.usable(root):
+            root = None
+        with self._lock:
+            self._roots[container_id] = root
+        return root
+
     def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
+        root = self._data_root(container_id)
+        if root is not None:
+            try:
+                volume_files.write(root, path, source, size, (SANDBOX_UID, SANDBOX_UID))
+            except (volume_files.NotAFile, OSError) as exc:
+                raise SandboxRuntimeError(f"write file: {exc}") from exc
+            return
         sandbox = self._sandbox(container_id)
         archive = tar_one_file(path, source, size, uid=SANDBOX_UID, gid=SANDBOX_UID)
         with _translated("write file"):
@@ -345,6 +381,13 @@ class DockerRuntime:
                 raise SandboxRuntimeError("write file: the engine refused the archive")
 
     def settle_file(self, container_id: str, path: str, size: int, tail: bytes) -> None:
+        root = self._data_root(container_id)
+        if root is not None:
+            try:
+                volume_files.settle(root, path, size, tail)
+            except volume_files.NotAFile as exc:
+                raise SandboxFileNotFound(str(exc)) from exc
+            return
         args = ["settle", path, str(size)] + ([tail.hex()] if tail else [])
         output = self._fileops_output(container_id, args, "settle file")
         if output != b"ok\n":
@@ -360,6 +403,12 @@ class DockerRuntime:
                 raise SandboxRuntimeError("install skills: the engine refused the archive")
 
     def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
+        root = self._data_root(container_id)
+        if root is not None:
+            try:
+                return volume_files.open_for_reading(root, path)
+            except volume_files.NotAFile as exc:
+                raise SandboxFileNotFound(str(exc)) from exc
         chunks = _helper_output(
             self._fileops(container_id, ["read", path], "read file"), "read file"
         )
@@ -468,8 +517,7 @@ class DockerRuntime:
                 sandbox_name(container_id),
                 params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1},
             )
-        sock = getattr(raw, "_sock", raw)
-        agent = AgentClient(AttachChannel(sock, container_id), container_id)
+        agent = AgentClient(AttachChannel(raw, container_id), container_id)
         with self._lock:
             self._agents[container_id] = agent
         return agent

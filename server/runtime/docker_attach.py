@@ -7,6 +7,7 @@ import logging
 import select
 import socket
 import struct
+from typing import cast
 
 from server.logs import untrusted
 from server.runtime.agent import AgentGone
@@ -25,8 +26,11 @@ class AttachChannel:
     DEBUG. A channel is read either frame by frame (receive) or in bulk (receive_bulk),
     never both."""
 
-    def __init__(self, sock: socket.socket, name: str) -> None:
-        self._sock = sock
+    def __init__(self, raw: object, name: str) -> None:
+        # docker returns the socket wrapped in a SocketIO, which holds a reference on it:
+        # the socket's descriptor is released only once both are closed.
+        self._raw = raw
+        self._sock = cast(socket.socket, getattr(raw, "_sock", raw))
         self._name = name
         self._buffer = bytearray()
         # receive_bulk's place in the stream: the frame being read and its bytes still due.
@@ -135,3 +139,7 @@ class AttachChannel:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.close()
+        close = getattr(self._raw, "close", None)
+        if close is not None and self._raw is not self._sock:
+            with contextlib.suppress(OSError):
+                close()

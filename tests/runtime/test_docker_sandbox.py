@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import os
+import secrets
+
 import docker
 import docker.errors
 import openai
 import pytest
 
+from server.runtime.base import ExecRequest, OutputChunk, SandboxFileNotFound, SandboxSpec
+from server.runtime.docker import DockerRuntime
 from tests.api.test_exec import run as run_code
-from tests.conftest import LocalboxServer
+from tests.conftest import LocalboxServer, remove_sandboxes
 
 
 def _sandbox(
@@ -95,3 +101,46 @@ def test_python_stack_is_in_the_image(
     )
     assert (code, out) == (0, b"ok\n")
     client.containers.delete(c.id)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["volume-directly", "through-engine"])
+def test_files_move_the_same_through_the_volume_or_the_engine(direct: bool) -> None:
+    """Writing, settling and reading a file give the same result either way: straight in the
+    data volume's directory (when the server can open it), or through the engine's archive
+    API and the sandbox's file helper (when it cannot, as in a server without root)."""
+    instance = f"test-{secrets.token_hex(4)}"
+    runtime = DockerRuntime(
+        os.environ.get("LOCALBOX_SANDBOX_IMAGE", "localbox-sandbox:latest"),
+        instance,
+        direct_volume_io=direct,
+    )
+    cid = f"cntr_{secrets.token_hex(8)}"
+    try:
+        runtime.create(SandboxSpec(cid, 256 << 20))
+        data = os.urandom((3 << 20) + 7)
+        runtime.put_file(cid, "sub/blob.bin", io.BytesIO(data), len(data))
+        size, chunks = runtime.open_file(cid, "sub/blob.bin")
+        assert size == len(data)
+        assert b"".join(chunks) == data
+        runtime.settle_file(cid, "sub/blob.bin", 10, b"END")
+        assert b"".join(runtime.open_file(cid, "sub/blob.bin")[1]) == data[:7] + b"END"
+        files = {f.path: f.bytes for f in runtime.list_files(cid)}
+        assert files == {"sub/blob.bin": 10}
+        # The sandbox's user owns what the server wrote, and sees the same bytes.
+        request = ExecRequest(
+            id="stat",
+            code="stat -c '%u:%g %s' /mnt/data/sub/blob.bin",
+            language="bash",
+            timeout=30,
+            max_output=4096,
+            disk_limit=0,
+        )
+        seen = "".join(e.text for e in runtime.execute(cid, request) if isinstance(e, OutputChunk))
+        assert seen.split() == ["1000:1000", "10"]
+        with pytest.raises(SandboxFileNotFound):
+            runtime.open_file(cid, "missing")
+        assert (runtime._data_root(cid) is not None) == (direct and os.geteuid() == 0)
+    finally:
+        runtime.destroy(cid)
+        runtime.client.close()
+        remove_sandboxes(instance)
