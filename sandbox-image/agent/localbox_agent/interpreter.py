@@ -272,9 +272,13 @@ def make_shell(events: Events) -> Any:
 
         def find_magic(self, magic_name: str, magic_kind: str = "line") -> Any:
             # Automagic asks this of the first word of every one-line call (print, import,
-            # ...); a name that a variable, a builtin or a keyword shadows is never called
-            # as a magic, so it need not wait.
-            if not self.magics_loaded.is_set() and not is_shadowed(magic_name, self):
+            # 1/0, ...); what is not a name, or a name that a variable, a builtin or a
+            # keyword shadows, is never called as a magic, so it need not wait.
+            if (
+                not self.magics_loaded.is_set()
+                and magic_name.isidentifier()
+                and not is_shadowed(magic_name, self)
+            ):
                 self.wait_for_magics()
             return super().find_magic(magic_name, magic_kind)
 
