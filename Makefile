@@ -64,7 +64,7 @@ litellm-deps: $(LITELLM_STAMP)
 compose-tool:
 	@bash scripts/ensure-compose.sh
 
-server-image: sandbox-image venv
+server-image: sandbox-image egress-image venv
 	@bash scripts/ensure-server-image.sh
 
 docker-engine:

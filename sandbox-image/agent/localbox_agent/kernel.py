@@ -40,7 +40,6 @@ def user_environment() -> dict[str, str]:
         LOGNAME="sandbox",
         IPYTHONDIR="/tmp/.ipython",
         MPLCONFIGDIR="/tmp/.matplotlib",
-        JUPYTER_RUNTIME_DIR="/tmp/.jupyter-runtime",
     )
     return env
 
