@@ -1,7 +1,8 @@
 """Files under /mnt/data, seen without ever following a symlink.
 
-Used by the agent (scans for changed files, the disk watchdog) and run on its own by the
-server through `docker exec` as root:
+Used by the agent (scans for changed files, the disk watchdog), by the server when it reaches
+a sandbox's data volume directly (server/runtime/volume_files.py, with root set to the
+volume's directory), and run on its own by the server through `docker exec` as root:
 
   fileops.py read PATH    "ok SIZE\\n" then exactly SIZE bytes, or "missing REASON\\n"
   fileops.py delete PATH  "ok\\n" or "missing REASON\\n"
@@ -43,12 +44,21 @@ def components(path: str) -> list[str]:
     return parts
 
 
-def open_parent(path: str, root: str = DATA) -> tuple[int, str]:
-    """An fd of the directory holding path's last component, and that component."""
+def open_parent(
+    path: str, root: str = DATA, make: tuple[int, int] | None = None
+) -> tuple[int, str]:
+    """An fd of the directory holding path's last component, and that component; missing
+    directories are made (owned by make's uid and gid) when make is given."""
     parts = components(path)
     fd = os.open(root, DIR_FLAGS)
     try:
         for part in parts[:-1]:
+            if make is not None:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                    os.chown(part, *make, dir_fd=fd, follow_symlinks=False)
+                except FileExistsError:
+                    pass
             try:
                 child = os.open(part, DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError as exc:
@@ -191,7 +201,7 @@ def main(argv: list[str]) -> int:
             settle(argv[2], int(argv[3]), bytes.fromhex(argv[4]) if len(argv) == 5 else b"")
             _write_all(b"ok\n")
         elif op == "list":
-            skipped = []
+            skipped: list[bytes] = []
             files, _ = scan(on_bad_name=skipped.append)
             _write_all(
                 b"".join(
