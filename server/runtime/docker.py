@@ -387,6 +387,8 @@ class DockerRuntime:
                 volume_files.settle(root, path, size, tail)
             except volume_files.NotAFile as exc:
                 raise SandboxFileNotFound(str(exc)) from exc
+            except OSError as exc:
+                raise SandboxRuntimeError(f"settle file: {exc}") from exc
             return
         args = ["settle", path, str(size)] + ([tail.hex()] if tail else [])
         output = self._fileops_output(container_id, args, "settle file")
@@ -409,6 +411,8 @@ class DockerRuntime:
                 return volume_files.open_for_reading(root, path)
             except volume_files.NotAFile as exc:
                 raise SandboxFileNotFound(str(exc)) from exc
+            except OSError as exc:  # the volume itself went away, say
+                raise SandboxRuntimeError(f"read file: {exc}") from exc
         chunks = _helper_output(
             self._fileops(container_id, ["read", path], "read file"), "read file"
         )
