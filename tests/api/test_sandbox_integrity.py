@@ -284,6 +284,42 @@ def test_downloads_never_follow_symlinks_and_refuse_what_is_not_a_regular_file(
     bystander_fine(abuse_server, bystander)
 
 
+def test_uploads_replace_a_symlink_or_fifo_and_never_write_through_it(
+    abuse_server: LocalboxServer, bystander: str, victim: str, tmp_path: Path
+) -> None:
+    """Sandbox code puts a symlink to a host path, and a FIFO, where an upload will land.
+    The server writes files straight into the volume when it can: it must replace both with
+    the uploaded file, and the host path must stay untouched."""
+    canary = tmp_path / "host-canary"
+    canary.write_text("host file\n")
+    made = run(
+        abuse_server,
+        victim,
+        f"import os\nos.symlink({str(canary)!r}, 'notes.txt')\nos.mkfifo('pipe.txt')",
+    )
+    assert made["status"] == "completed", made
+    client = abuse_server.client(max_retries=0)
+    for name in ("notes.txt", "pipe.txt"):
+        began = time.monotonic()
+        uploaded = client.containers.files.create(victim, file=(name, b"uploaded\n"))
+        assert time.monotonic() - began < 10  # never waits on the FIFO
+        assert uploaded.path == f"/mnt/data/{name}"
+        body = client.containers.files.content.retrieve(uploaded.id, container_id=victim)
+        assert body.read() == b"uploaded\n"
+    assert canary.read_text() == "host file\n"
+    seen = run(
+        abuse_server,
+        victim,
+        "import os, stat\n"
+        "print([(n, stat.S_ISREG(os.lstat(n).st_mode), open(n).read()) "
+        "for n in ('notes.txt', 'pipe.txt')])",
+    )
+    assert seen["stdout"] == (
+        "[('notes.txt', True, 'uploaded\\n'), ('pipe.txt', True, 'uploaded\\n')]\n"
+    )
+    bystander_fine(abuse_server, bystander)
+
+
 # ------------------------------------------------------------------ 6. nothing outlives its call
 
 STRAYS = (
