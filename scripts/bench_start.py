@@ -2,7 +2,8 @@
 
 - POST /v1/containers with a warm pool, beside `docker run -d` of the same sandbox;
 - create -> the first `print(1)` result, with a warm pool and without one (the cold path),
-  beside `docker run -d` + `docker exec <it> python3 -c 'print(1)'`;
+  beside `docker run -d` + `docker exec <it> python3 -c 'print(1)'`; the cold path and raw
+  Docker take turns, a sample each, so that a change in the machine's load hits both;
 - the interpreter's own start inside a sandbox.
 
 Starts its own localbox servers on free ports with temporary data dirs.
@@ -52,30 +53,51 @@ def wait_for_pool(base: str, size: int, timeout: float = 300) -> None:
     raise RuntimeError("the warm pool did not fill")
 
 
-def through_api(n: int, pool: int, pause: float) -> tuple[list[float], list[float]]:
-    """(create ms, create -> first result ms) for n containers, each made when the pool
-    is full again (a pause between creates, as a user's would be)."""
-    env = {"LOCALBOX_WARM_POOL": str(pool)}
+def create_and_first(http: httpx.Client, name: str) -> tuple[float, float, str]:
+    """(POST /v1/containers ms, create -> first print(1) result ms, container id)."""
+    t0 = time.perf_counter()
+    r = http.post("/containers", json={"name": name})
+    t1 = time.perf_counter()
+    r.raise_for_status()
+    cid: str = r.json()["id"]
+    out = http.post(f"/containers/{cid}/exec", json={"code": "print(1)"}).json()
+    t2 = time.perf_counter()
+    assert out["stdout"] == "1\n", out
+    return (t1 - t0) * 1000, (t2 - t0) * 1000, cid
+
+
+def warm_pool(n: int, pool: int = 2) -> tuple[list[float], list[float]]:
+    """(create ms, create -> first result ms) for n containers, each made when the pool is
+    full again (as a user's would be, with a pause between creates)."""
     creates, firsts = [], []
+    env = {"LOCALBOX_WARM_POOL": str(pool)}
     with running_localbox(env) as (base, _), httpx.Client(base_url=base, timeout=120) as http:
         for i in range(n + 1):
-            if pool:
-                wait_for_pool(base, pool)
-            else:
-                time.sleep(pause)
-            t0 = time.perf_counter()
-            r = http.post("/containers", json={"name": f"bench-{i}"})
-            t1 = time.perf_counter()
-            r.raise_for_status()
-            cid = r.json()["id"]
-            out = http.post(f"/containers/{cid}/exec", json={"code": "print(1)"}).json()
-            t2 = time.perf_counter()
-            assert out["stdout"] == "1\n", out
+            wait_for_pool(base, pool)
+            create, first, cid = create_and_first(http, f"bench-{i}")
             if i:  # the first one warms the connection and the engine
-                creates.append((t1 - t0) * 1000)
-                firsts.append((t2 - t0) * 1000)
+                creates.append(create)
+                firsts.append(first)
             http.delete(f"/containers/{cid}").raise_for_status()
     return creates, firsts
+
+
+def cold_beside_raw(n: int, image: str, pause: float) -> dict[str, list[float]]:
+    """The cold path (no pool) and raw Docker, one sample of each in turn, so that both see
+    the same machine: {"create", "first", "run", "run_exec"} in ms."""
+    seen: dict[str, list[float]] = {"create": [], "first": [], "run": [], "run_exec": []}
+    env = {"LOCALBOX_WARM_POOL": "0"}
+    with running_localbox(env) as (base, _), httpx.Client(base_url=base, timeout=120) as http:
+        for i in range(n + 1):
+            time.sleep(pause)
+            create, first, cid = create_and_first(http, f"bench-{i}")
+            http.delete(f"/containers/{cid}").raise_for_status()
+            time.sleep(pause)
+            run, run_exec = raw_docker_once(image)
+            if i:  # the first of each warms the connection and the engine
+                for key, value in zip(seen, (create, first, run, run_exec), strict=True):
+                    seen[key].append(value)
+    return seen
 
 
 def spare_idle_cpu(seconds: float = 10.0) -> tuple[float, float]:
@@ -99,14 +121,12 @@ def spare_idle_cpu(seconds: float = 10.0) -> tuple[float, float]:
     return used / 1e9 / seconds * 100, last["memory_stats"].get("usage", 0) / (1 << 20)
 
 
-def raw_docker(n: int, image: str, pause: float) -> tuple[list[float], list[float]]:
+def raw_docker_once(image: str) -> tuple[float, float]:
     """(docker run -d ms, docker run -d + docker exec python3 -c 'print(1)' ms)."""
-    runs, firsts = [], []
-    for i in range(n + 1):
-        time.sleep(pause)
-        name = f"localbox-bench-{secrets.token_hex(4)}"
-        cmd = ["docker", "run", "-d", "--name", name, "--label", "localbox.bench=true"]
-        cmd += [*RAW_FLAGS, "-v", f"{name}:/mnt/data", image, "sleep", "infinity"]
+    name = f"localbox-bench-{secrets.token_hex(4)}"
+    cmd = ["docker", "run", "-d", "--name", name, "--label", "localbox.bench=true"]
+    cmd += [*RAW_FLAGS, "-v", f"{name}:/mnt/data", image, "sleep", "infinity"]
+    try:
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
         t1 = time.perf_counter()
@@ -115,12 +135,10 @@ def raw_docker(n: int, image: str, pause: float) -> tuple[list[float], list[floa
         )
         t2 = time.perf_counter()
         assert out.stdout == b"1\n"
-        if i:
-            runs.append((t1 - t0) * 1000)
-            firsts.append((t2 - t0) * 1000)
-        subprocess.run(["docker", "rm", "-f", name], check=True, capture_output=True)
-        subprocess.run(["docker", "volume", "rm", "-f", name], check=True, capture_output=True)
-    return runs, firsts
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True)
+    return (t1 - t0) * 1000, (t2 - t0) * 1000
 
 
 def interpreter_start(image: str, n: int) -> list[float]:
@@ -144,20 +162,20 @@ def interpreter_start(image: str, n: int) -> list[float]:
 
 
 def rows(n: int, image: str) -> list[Row]:
-    pause = 2.0  # lets the previous container's removal settle, on both sides
-    warm_create, warm_first = through_api(n, pool=2, pause=pause)
-    cold_create, cold_first = through_api(n, pool=0, pause=pause)
-    raw_run, raw_first = raw_docker(n, image, pause)
+    pause = 1.0  # lets the previous container's removal settle, on both sides
+    warm_create, warm_first = warm_pool(n)
+    cold = cold_beside_raw(n, image, pause)
     kernel = interpreter_start(image, 5)
     idle_cpu, idle_mib = spare_idle_cpu()
+    raw_run, raw_first = p50(cold["run"]), p50(cold["run_exec"])
     return [
-        Row("POST /v1/containers (warm pool)", p50(warm_create), "docker run -d", p50(raw_run),
+        Row("POST /v1/containers (warm pool)", p50(warm_create), "docker run -d", raw_run,
             "<= 15 ms"),
         Row("create -> first print(1) (warm pool)", p50(warm_first),
-            "docker run -d + docker exec python3 -c", p50(raw_first), "<= 50 ms"),
-        Row("POST /v1/containers (no pool)", p50(cold_create), "docker run -d", p50(raw_run), ""),
-        Row("create -> first print(1) (no pool)", p50(cold_first),
-            "docker run -d + docker exec python3 -c", p50(raw_first), "<= 1.3x"),
+            "docker run -d + docker exec python3 -c", raw_first, "<= 50 ms"),
+        Row("POST /v1/containers (no pool)", p50(cold["create"]), "docker run -d", raw_run, ""),
+        Row("create -> first print(1) (no pool)", p50(cold["first"]),
+            "docker run -d + docker exec python3 -c", raw_first, "<= 1.3x"),
         Row("interpreter start in the sandbox", p50(kernel), "", None, ""),
         Row("idle spare: CPU", idle_cpu, "", None, "little", unit="% of a core"),
         Row("idle spare: memory", idle_mib, "", None, "", unit="MiB"),

@@ -276,6 +276,9 @@ class DockerRuntime:
                     working_dir=DATA_PATH,
                     environment=environment,
                     stdin_open=True,  # the agent reads requests from its stdin
+                    # Not attached at creation: else StdinOnce closes the agent's stdin when
+                    # the first attach ends (a server restart would end the sandbox).
+                    detach=True,
                     host_config=host_config,
                     networking_config=networking,
                 )

@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
@@ -77,7 +78,9 @@ def flush_now_and_then() -> None:
                 stream.flush()
 
 
-def main() -> None:
+def main(boot_finished: Callable[[], None] = lambda: None) -> None:
+    """Serve calls until the agent closes the requests pipe; boot_finished is called once
+    everything IPython loads at start is loaded (fastboot's imports end there)."""
     # The agent ignores SIGINT and that is inherited: interrupts must raise here.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     requests = os.fdopen(int(sys.argv[1]), "rb")
@@ -103,7 +106,7 @@ def main() -> None:
             del sys.modules["jedi"]
     package.InteractiveShell = type(shell).__mro__[1]
     events.send({"t": "ready"})
-    finish_in_background(shell, package)
+    finish_in_background(shell, package, boot_finished)
     while True:
         try:
             line = requests.readline()
@@ -150,7 +153,7 @@ def import_ipython_core() -> Any:
     return package
 
 
-def finish_in_background(shell: Any, package: Any) -> None:
+def finish_in_background(shell: Any, package: Any, boot_finished: Callable[[], None]) -> None:
     """What the shell can do without for its first call, done in a thread: IPython's magics
     (see Shell.init_magics), then IPython/__init__.py in the package made by
     import_ipython_core. It starts once the first call is done (or at once if that call
@@ -166,6 +169,7 @@ def finish_in_background(shell: Any, package: Any) -> None:
         if package is not None:
             with contextlib.suppress(Exception):
                 package.__spec__.loader.exec_module(package)
+        boot_finished()
 
     threading.Thread(target=run, name="localbox-ipython-init", daemon=True).start()
 
@@ -236,10 +240,25 @@ def make_shell(events: Events) -> Any:
             self.configurables.append(self.magics_manager)
             self.register_magics = self.magics_manager.register
 
+        # Tab completion, which nothing asks for here, is made with the magics: whatever
+        # reaches for it first waits for them.
+        def init_completer(self) -> None:
+            pass
+
+        @property
+        def Completer(self) -> Any:  # IPython names it so
+            if "_completer" not in self.__dict__:
+                self.wait_for_magics()
+            return self.__dict__["_completer"]
+
+        @Completer.setter
+        def Completer(self, value: Any) -> None:
+            self.__dict__["_completer"] = value
+
         def load_magics(self) -> None:
-            """What InteractiveShell.init_magics does, into the manager made at start. A
-            magic registered here replaces an alias of its name, as the alias would have
-            been refused had it come second."""
+            """What InteractiveShell.init_magics does, into the manager made at start, and
+            then its init_completer. A magic registered here replaces an alias of its name,
+            as the alias would have been refused had it come second."""
             from IPython.core import magics as m
 
             manager = self.magics_manager
@@ -261,6 +280,7 @@ def make_shell(events: Events) -> Any:
             manager.register_alias("HTML", "html", "cell")
             manager.register_alias("file", "writefile", "cell")
             manager.magics["line"]["colors"](self.colors)
+            InteractiveShell.init_completer(self)
 
         def find_line_magic(self, magic_name: str) -> Any:
             self.wait_for_magics()

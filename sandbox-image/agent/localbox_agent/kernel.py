@@ -22,6 +22,7 @@ from localbox_agent.protocol import IMAGE_TYPES, Output, truncated
 
 DATA = "/mnt/data"
 INTERPRETER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interpreter.py")
+FASTBOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastboot.py")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 INTERRUPT_GRACE = 3.0
 POLL = 0.05
@@ -75,11 +76,16 @@ class PythonKernel:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         # Loaded by path (nothing of the agent joins the import path), from the bytecode
-        # the image compiled.
+        # the image compiled; fastboot first, so that the interpreter's imports come from
+        # the boot bundle.
         boot = (
-            "import importlib.util as u, sys; sys.path[:] = [''] + [p for p in sys.path if p]; "
-            f"s = u.spec_from_file_location('localbox_interpreter', {INTERPRETER!r}); "
-            "m = u.module_from_spec(s); s.loader.exec_module(m); m.main()"
+            "import importlib.util as u, sys\n"
+            "sys.path[:] = [''] + [p for p in sys.path if p]\n"
+            "def load(name, path):\n"
+            "    s = u.spec_from_file_location(name, path); m = u.module_from_spec(s)\n"
+            "    s.loader.exec_module(m); return m\n"
+            f"f = load('localbox_fastboot', {FASTBOOT!r}); b = f.install()\n"
+            f"load('localbox_interpreter', {INTERPRETER!r}).main(lambda: f.boot_finished(b))\n"
         )
         try:
             self.proc = subprocess.Popen(
