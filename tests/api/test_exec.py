@@ -268,3 +268,48 @@ def test_ipython_magics_work_from_the_first_call(fresh_server: LocalboxServer) -
     assert table["stdout"] == "True True Alias\n"
     unknown = run(fresh_server, cid, "%no_such_magic")
     assert "UsageError: Line magic function `%no_such_magic` not found" in unknown["stderr"]
+
+
+def test_the_interpreter_starts_from_the_boot_bundle_and_nothing_is_missing(
+    fresh_server: LocalboxServer,
+) -> None:
+    """IPython's modules come from the image's boot bundle, and some load only when first
+    touched: all of them still work, with their source, and the bundle is out of the way
+    once the start is over."""
+    cid = fresh_server.client().containers.create(name="fastboot").id
+    first = run(
+        fresh_server,
+        cid,
+        "import sys\nprint(type(sys.modules['IPython.core.interactiveshell'].__loader__).__name__)",
+    )
+    assert first["stdout"] == "_BundleLoader\n", first
+    # Modules left to load when touched (asyncio, pickle, pydoc, stack_data for tracebacks).
+    assert run(fresh_server, cid, "import asyncio\nawait asyncio.sleep(0)\nprint('awaited')")[
+        "stdout"
+    ] == ("awaited\n")
+    assert run(fresh_server, cid, "import pickle\nprint(pickle.loads(pickle.dumps([1, 2])))")[
+        "stdout"
+    ] == ("[1, 2]\n")
+    failed = run(fresh_server, cid, "import json\njson.loads('{')")
+    assert failed["error"]["name"] == "JSONDecodeError"
+    assert "json/decoder.py" in failed["error"]["traceback"]
+    assert "raise JSONDecodeError" in failed["error"]["traceback"]  # the library's source
+    source = run(
+        fresh_server,
+        cid,
+        "import inspect, IPython.core.interactiveshell as m\n"
+        "print(inspect.getsource(m.InteractiveShell.run_cell).split('(')[0].strip())",
+    )
+    assert source["stdout"] == "def run_cell\n"
+    completions = run(fresh_server, cid, "print('print' in get_ipython().complete('pri')[1])")
+    assert completions["stdout"] == "True\n"
+    gone = run(
+        fresh_server,
+        cid,
+        "import time\nfor _ in range(100):\n"
+        "    if not any(type(f).__name__ == 'BundleFinder' for f in sys.meta_path): break\n"
+        "    time.sleep(0.1)\n"
+        "print([type(f).__name__ for f in sys.meta_path if 'Bundle' in type(f).__name__],"
+        " 'jedi' in sys.modules)",
+    )
+    assert gone["stdout"] == "[] False\n"  # nor did completion bring jedi in

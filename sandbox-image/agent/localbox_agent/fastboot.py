@@ -59,9 +59,12 @@ class _BundleLoader(importlib.machinery.SourceFileLoader):
 class BundleFinder:
     """Finds the bundle's modules (and makes the LAZY ones lazy) while the boot lasts."""
 
-    def __init__(self, index: dict[str, tuple[str, bool, int, int]], data: memoryview) -> None:
+    def __init__(
+        self, index: dict[str, tuple[str, bool, int, int]], data: memoryview, lazy: frozenset[str]
+    ) -> None:
         self._index = index
         self._data = data
+        self._lazy = lazy
 
     def find_spec(
         self, name: str, path: object = None, target: object = None
@@ -73,7 +76,7 @@ class BundleFinder:
         loader: importlib.abc.Loader = _BundleLoader(
             name, origin, self._data[offset : offset + size]
         )
-        if name in LAZY:
+        if name in self._lazy:
             loader = _LazyLoader(loader)
         return importlib.util.spec_from_file_location(
             name,
@@ -83,7 +86,7 @@ class BundleFinder:
         )
 
 
-def install(path: str = BUNDLE) -> BundleFinder | None:
+def install(path: str = BUNDLE, lazy: frozenset[str] = LAZY) -> BundleFinder | None:
     """Serve the bundle's modules from now on; None when there is no usable bundle (the
     modules then load as usual). The file is mapped, not read: a module's code is
     unmarshalled from its pages when it is imported."""
@@ -96,7 +99,7 @@ def install(path: str = BUNDLE) -> BundleFinder | None:
         return None
     if magic != importlib.util.MAGIC_NUMBER or version != _FORMAT or not isinstance(index, dict):
         return None
-    finder = BundleFinder(index, memoryview(data)[8 + size :])
+    finder = BundleFinder(index, memoryview(data)[8 + size :], lazy)
     sys.meta_path.insert(0, finder)  # type: ignore[arg-type]
     return finder
 
@@ -179,24 +182,24 @@ def record_interpreter_boot() -> None:
     package.__spec__.loader.exec_module(package)
 
 
-def build(path: str) -> int:
-    """Write the bundle of every module the boot loaded from source; returns its size."""
-    record_interpreter_boot()
+def write_bundle(path: str, modules: dict[str, types.ModuleType], under: str) -> int:
+    """Write the bundle of the modules loaded from source files under the folder `under`
+    (never the agent's own); returns how many it holds."""
     agent_dir = os.path.dirname(os.path.abspath(__file__))
     index: dict[str, tuple[str, bool, int, int]] = {}
     blobs: list[bytes] = []
     offset = 0
-    for name, module in sorted(sys.modules.items()):
+    for name, module in sorted(modules.items()):
         spec = getattr(module, "__spec__", None)
         loader = getattr(spec, "loader", None)
         if not isinstance(loader, importlib.machinery.SourceFileLoader) or spec is None:
             continue
         origin = str(spec.origin)
-        if origin.startswith(agent_dir) or not origin.startswith("/usr/"):
-            continue  # the agent's own modules, or anything not installed system-wide
+        if origin.startswith(agent_dir) or not origin.startswith(under):
+            continue
         code = marshal.dumps(loader.get_code(name))  # checked against its source
         package = spec.submodule_search_locations is not None
-        index[name] = (origin, package, offset, len(code))  # offset into the code after the index
+        index[name] = (origin, package, offset, len(code))  # offset past the index
         blobs.append(code)
         offset += len(code)
     header = marshal.dumps((importlib.util.MAGIC_NUMBER, _FORMAT, index))
@@ -211,5 +214,6 @@ def build(path: str) -> int:
 
 
 if __name__ == "__main__":
-    count = build(sys.argv[1] if len(sys.argv) > 1 else BUNDLE)
+    record_interpreter_boot()
+    count = write_bundle(sys.argv[1] if len(sys.argv) > 1 else BUNDLE, dict(sys.modules), "/usr/")
     print(f"boot bundle: {count} modules", file=sys.stderr)

@@ -26,7 +26,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
@@ -174,6 +174,25 @@ def finish_in_background(shell: Any, package: Any, boot_finished: Callable[[], N
     threading.Thread(target=run, name="localbox-ipython-init", daemon=True).start()
 
 
+@contextlib.contextmanager
+def no_jedi_in_this_thread() -> Iterator[None]:
+    """`import jedi` fails in this thread (and only here: the user's code, running meanwhile
+    in another, may import it)."""
+    me = threading.get_ident()
+
+    class Refuse:
+        @staticmethod
+        def find_spec(name: str, path: object = None, target: object = None) -> None:
+            if name == "jedi" and threading.get_ident() == me:
+                raise ModuleNotFoundError("jedi is not used here", name=name)
+
+    sys.meta_path.insert(0, Refuse)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(Refuse)  # type: ignore[arg-type]
+
+
 def make_shell(events: Events) -> Any:
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
@@ -280,7 +299,8 @@ def make_shell(events: Events) -> Any:
             manager.register_alias("HTML", "html", "cell")
             manager.register_alias("file", "writefile", "cell")
             manager.magics["line"]["colors"](self.colors)
-            InteractiveShell.init_completer(self)
+            with no_jedi_in_this_thread():  # as at start, the completer does without it
+                InteractiveShell.init_completer(self)
 
         def find_line_magic(self, magic_name: str) -> Any:
             self.wait_for_magics()
