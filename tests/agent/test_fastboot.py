@@ -131,3 +131,21 @@ def test_a_lazy_module_loads_once_whole_for_threads_that_touch_it_together(lib: 
         "_LazyModule True",
         f"{[True] * 8} module True",
     ]
+
+
+def test_load_lazy_loads_what_is_left_and_makes_no_more_lazy(lib: Path) -> None:
+    bundle = bundle_of(lib, "plain", "slow")
+    out = python(
+        f"""
+        from localbox_agent import fastboot
+        finder = fastboot.install({str(bundle)!r}, lazy=frozenset({{"plain", "slow"}}))
+        import plain
+        print(type(plain).__name__)
+        fastboot.load_lazy(finder)
+        print(type(plain).__name__, "DONE" in plain.__dict__ or plain.double(3))
+        import slow  # imported after: loaded at once
+        print(type(slow).__name__, type(slow.__loader__).__name__)
+        """,
+        lib,
+    )
+    assert out.splitlines() == ["_LazyModule", "module 6", "module _BundleLoader"]

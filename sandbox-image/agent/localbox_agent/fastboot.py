@@ -18,6 +18,7 @@ else, and nothing of the agent joins its import path.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import importlib.util
 import marshal
@@ -65,6 +66,7 @@ class BundleFinder:
         self._index = index
         self._data = data
         self._lazy = lazy
+        self.made_lazy: list[str] = []
 
     def find_spec(
         self, name: str, path: object = None, target: object = None
@@ -78,6 +80,7 @@ class BundleFinder:
         )
         if name in self._lazy:
             loader = _LazyLoader(loader)
+            self.made_lazy.append(name)
         return importlib.util.spec_from_file_location(
             name,
             origin,
@@ -102,6 +105,22 @@ def install(path: str = BUNDLE, lazy: frozenset[str] = LAZY) -> BundleFinder | N
     finder = BundleFinder(index, memoryview(data)[8 + size :], lazy)
     sys.meta_path.insert(0, finder)  # type: ignore[arg-type]
     return finder
+
+
+def load_lazy(finder: BundleFinder | None) -> None:
+    """Load, in this thread and now, the modules the bundle made lazy that nothing has
+    touched yet, and make no more lazy. The interpreter does this between its first calls,
+    so that its background work (the magics) never loads one while the user's code runs."""
+    if finder is None:
+        return
+    finder._lazy = frozenset()
+    for name in finder.made_lazy:
+        module = sys.modules.get(name)
+        if isinstance(module, _LazyModule):
+            # Reading any attribute loads it. One that fails to load fails as an eager import
+            # would have; the user's own touch raises it again.
+            with contextlib.suppress(Exception):
+                vars(module)
 
 
 def boot_finished(finder: BundleFinder | None) -> None:

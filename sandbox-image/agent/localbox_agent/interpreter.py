@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import select
 import signal
 import sys
 import threading
@@ -78,9 +79,12 @@ def flush_now_and_then() -> None:
                 stream.flush()
 
 
-def main(boot_finished: Callable[[], None] = lambda: None) -> None:
-    """Serve calls until the agent closes the requests pipe; boot_finished is called once
-    everything IPython loads at start is loaded (fastboot's imports end there)."""
+def main(
+    load_lazy: Callable[[], None] = lambda: None, boot_finished: Callable[[], None] = lambda: None
+) -> None:
+    """Serve calls until the agent closes the requests pipe. load_lazy loads the modules
+    fastboot left lazy (see Shell.settle); boot_finished is called once everything IPython
+    loads at start is loaded (fastboot's imports end there)."""
     # The agent ignores SIGINT and that is inherited: interrupts must raise here.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     requests = os.fdopen(int(sys.argv[1]), "rb")
@@ -105,8 +109,11 @@ def main(boot_finished: Callable[[], None] = lambda: None) -> None:
         if sys.modules.get("jedi", 0) is None:
             del sys.modules["jedi"]
     package.InteractiveShell = type(shell).__mro__[1]
+    shell.load_lazy = load_lazy
     events.send({"t": "ready"})
     finish_in_background(shell, package, boot_finished)
+    if not select.select([requests], [], [], IDLE_START)[0]:
+        shell.settle()  # no call yet: the rest of the start need not wait for one
     while True:
         try:
             line = requests.readline()
@@ -130,6 +137,7 @@ def main(boot_finished: Callable[[], None] = lambda: None) -> None:
             except Exception:
                 pass
         events.send({"t": "done"})
+        shell.settle()  # once the first call is answered
 
 
 def import_ipython_core() -> Any:
@@ -156,12 +164,12 @@ def import_ipython_core() -> Any:
 def finish_in_background(shell: Any, package: Any, boot_finished: Callable[[], None]) -> None:
     """What the shell can do without for its first call, done in a thread: IPython's magics
     (see Shell.init_magics), then IPython/__init__.py in the package made by
-    import_ipython_core. It starts once the first call is done (or at once if that call
-    needs a magic), or after IDLE_START if no call comes: sharing the GIL with it would
-    double the first call's time."""
+    import_ipython_core. It starts once the shell settles (Shell.settle): after the first
+    call (or at once if that call needs a magic), or after IDLE_START if no call comes:
+    sharing the GIL with it would double the first call's time."""
 
     def run() -> None:
-        shell.start_loading.wait(IDLE_START)
+        shell.start_loading.wait()
         try:
             shell.load_magics()
         finally:
@@ -248,9 +256,21 @@ def make_shell(events: Events) -> Any:
         # looks one up, or names magics in a call, waits for them first.
         start_loading = threading.Event()
         magics_loaded = threading.Event()
+        _settling = threading.Lock()
+        load_lazy: Callable[[], None] = staticmethod(lambda: None)
+
+        def settle(self) -> None:
+            """Load the modules fastboot left lazy, in this thread, then let the background
+            work begin. So lazy modules load between calls, or in the thread that touches
+            one first; never in the background while a call runs (a thread that imports a
+            submodule of a package being loaded lazily elsewhere could wait on it forever)."""
+            with self._settling:
+                if not self.start_loading.is_set():
+                    self.load_lazy()
+                    self.start_loading.set()
 
         def wait_for_magics(self) -> None:
-            self.start_loading.set()
+            self.settle()
             self.magics_loaded.wait()
 
         def init_magics(self) -> None:
@@ -325,10 +345,7 @@ def make_shell(events: Events) -> Any:
         def run_cell(self, raw_cell: str, *args: Any, **kwargs: Any) -> Any:
             if "magic" in raw_cell:  # magics_manager, register_magic_function, ...
                 self.wait_for_magics()
-            try:
-                return super().run_cell(raw_cell, *args, **kwargs)
-            finally:
-                self.start_loading.set()
+            return super().run_cell(raw_cell, *args, **kwargs)
 
     config = Config()
     config.HistoryManager.enabled = False

@@ -85,7 +85,8 @@ class PythonKernel:
             "    s = u.spec_from_file_location(name, path); m = u.module_from_spec(s)\n"
             "    s.loader.exec_module(m); return m\n"
             f"f = load('localbox_fastboot', {FASTBOOT!r}); b = f.install()\n"
-            f"load('localbox_interpreter', {INTERPRETER!r}).main(lambda: f.boot_finished(b))\n"
+            f"load('localbox_interpreter', {INTERPRETER!r})"
+            ".main(lambda: f.load_lazy(b), lambda: f.boot_finished(b))\n"
         )
         try:
             self.proc = subprocess.Popen(
