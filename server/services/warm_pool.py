@@ -4,7 +4,9 @@ imports loaded, that a container create claims instead of starting a sandbox.
 Spares belong to no container: the API never lists them, and the capacity limits do not count
 them (they hold at most `size` sandboxes of the default memory limit). A background thread
 keeps `size` of them ready; claiming one is a rename in the runtime (Docker labels cannot
-change, so the sandbox's name is what ties it to its container).
+change, so the sandbox's name is what ties it to its container). The refill waits until no
+spare has been taken for REFILL_DELAY: making a sandbox keeps the engine and both cores busy,
+which would slow the claim itself and the new container's first calls.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 
@@ -21,6 +24,7 @@ from server.runtime import ExecDone, ExecRequest, SandboxRuntime, SandboxRuntime
 log = logging.getLogger("localbox.pool")
 
 RETRY_SECONDS = 5.0
+REFILL_DELAY = 0.5
 WARM_TIMEOUT = 120.0
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -53,6 +57,7 @@ class WarmPool:
         size: int,
         memory_bytes: int,
         warm_imports: Sequence[str] = (),
+        refill_delay: float = REFILL_DELAY,
     ) -> None:
         self._runtime = runtime
         self.size = size
@@ -63,6 +68,10 @@ class WarmPool:
         """Spares being created, warmed or claimed: reconcile leaves them alone."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._refill_delay = refill_delay
+        self._last_take = float("-inf")
+        """When a spare was last taken (time.monotonic): the refill waits REFILL_DELAY."""
         self._closed = False
         self._failing = False
         self._thread: threading.Thread | None = None
@@ -80,6 +89,7 @@ class WarmPool:
             self._closed = True
             ready = list(self._ready)
             self._ready.clear()
+        self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -96,8 +106,9 @@ class WarmPool:
             spare_id = self._ready.popleft() if self._ready else None
             if spare_id is not None:
                 self._busy.add(spare_id)
+                self._last_take = time.monotonic()
         if self.size > 0:
-            self._wake.set()  # refill in the background
+            self._wake.set()  # refill in the background, once takes pause
         return spare_id
 
     def done(self, spare_id: str, claimed: bool) -> None:
@@ -130,8 +141,17 @@ class WarmPool:
     def _keep_full(self) -> None:
         while not self._closed:
             self._wake.clear()
+            self._wait_for_a_pause()
             if not self._fill_one():
                 self._wake.wait(RETRY_SECONDS if self._failing else None)
+
+    def _wait_for_a_pause(self) -> None:
+        """Until REFILL_DELAY has passed since the last take (or the pool closes)."""
+        while True:
+            with self._lock:
+                left = self._last_take + self._refill_delay - time.monotonic()
+            if left <= 0 or self._stop.wait(left):
+                return
 
     def _fill_one(self) -> bool:
         """Make one spare if the pool is short; False when there is nothing to do (or the
