@@ -310,6 +310,8 @@ def test_the_interpreter_starts_from_the_boot_bundle_and_nothing_is_missing(
         "    if not any(type(f).__name__ == 'BundleFinder' for f in sys.meta_path): break\n"
         "    time.sleep(0.1)\n"
         "print([type(f).__name__ for f in sys.meta_path if 'Bundle' in type(f).__name__],"
-        " 'jedi' in sys.modules)",
+        " 'jedi' in sys.modules,"
+        " [n for n, m in list(sys.modules.items()) if type(m).__name__ == '_LazyModule'])",
     )
-    assert gone["stdout"] == "[] False\n"  # nor did completion bring jedi in
+    # nor did completion bring jedi in, and every lazy module was loaded between calls
+    assert gone["stdout"] == "[] False []\n"
