@@ -280,10 +280,13 @@ def test_the_interpreter_starts_from_the_boot_bundle_and_nothing_is_missing(
     first = run(
         fresh_server,
         cid,
-        "import sys\nprint(type(sys.modules['IPython.core.interactiveshell'].__loader__).__name__)",
+        "import sys\nprint(type(sys.modules['IPython.core.interactiveshell'].__loader__).__name__)\n"
+        "print(type(sys.modules['pickle']).__name__)\n"
+        "import pickle\nprint(pickle.loads(pickle.dumps([1, 2])), type(pickle).__name__)",
     )
-    assert first["stdout"] == "_BundleLoader\n", first
-    # Modules left to load when touched (asyncio, pickle, pydoc, stack_data for tracebacks).
+    # Modules left to load when touched (asyncio, pickle, pydoc, stack_data for tracebacks):
+    # the first call finds them not loaded yet, and a touch loads them.
+    assert first["stdout"] == "_BundleLoader\n_LazyModule\n[1, 2] module\n", first
     assert run(fresh_server, cid, "import asyncio\nawait asyncio.sleep(0)\nprint('awaited')")[
         "stdout"
     ] == ("awaited\n")
