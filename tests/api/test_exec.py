@@ -280,7 +280,8 @@ def test_the_interpreter_starts_from_the_boot_bundle_and_nothing_is_missing(
     first = run(
         fresh_server,
         cid,
-        "import sys\nprint(type(sys.modules['IPython.core.interactiveshell'].__loader__).__name__)\n"
+        "import sys\n"
+        "print(type(sys.modules['IPython.core.interactiveshell'].__loader__).__name__)\n"
         "print(type(sys.modules['pickle']).__name__)\n"
         "import pickle\nprint(pickle.loads(pickle.dumps([1, 2])), type(pickle).__name__)",
     )
