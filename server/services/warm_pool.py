@@ -68,11 +68,11 @@ class WarmPool:
         """Spares being created, warmed or claimed: reconcile leaves them alone."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stop = threading.Event()
         self._refill_delay = refill_delay
         self._last_take = float("-inf")
         """When a spare was last taken (time.monotonic): the refill waits REFILL_DELAY."""
-        self._closed = False
+        self._closed = threading.Event()
+        """Set (under the lock) by close(); ends the refill thread and any pause it waits out."""
         self._failing = False
         self._thread: threading.Thread | None = None
 
@@ -86,10 +86,9 @@ class WarmPool:
     def close(self, timeout: float = 30.0) -> None:
         """Stop refilling and remove the ready spares (a restart makes new ones)."""
         with self._lock:
-            self._closed = True
+            self._closed.set()
             ready = list(self._ready)
             self._ready.clear()
-        self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -139,7 +138,7 @@ class WarmPool:
     # ------------------------------------------------------------------ the refill thread
 
     def _keep_full(self) -> None:
-        while not self._closed:
+        while not self._closed.is_set():
             self._wake.clear()
             self._wait_for_a_pause()
             if not self._fill_one():
@@ -150,14 +149,14 @@ class WarmPool:
         while True:
             with self._lock:
                 left = self._last_take + self._refill_delay - time.monotonic()
-            if left <= 0 or self._stop.wait(left):
+            if left <= 0 or self._closed.wait(left):
                 return
 
     def _fill_one(self) -> bool:
         """Make one spare if the pool is short; False when there is nothing to do (or the
         runtime failed, to be retried later)."""
         with self._lock:
-            if self._closed or len(self._ready) >= self.size:
+            if self._closed.is_set() or len(self._ready) >= self.size:
                 return False
             spare_id = new_spare_id()
             self._busy.add(spare_id)
@@ -177,7 +176,7 @@ class WarmPool:
         self._failing = False
         with self._lock:
             self._busy.discard(spare_id)
-            keep = not self._closed
+            keep = not self._closed.is_set()
             if keep:
                 self._ready.append(spare_id)
         if not keep:
