@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from server import metrics
-from server.api import container_files, containers, execution, files, health, skills
+from server.api import container_files, containers, execution, files, health, responses, skills
 from server.api import metrics as metrics_api
 from server.api.deps import require_api_key
 from server.api.uploads import BodyLimitMiddleware
@@ -30,6 +30,7 @@ from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
 from server.services.execution import ExecutionService
 from server.services.files import FileService
+from server.services.responses import ResponseService, SandboxServices, TurnSettings
 from server.services.skill_bundle import BundleLimits
 from server.services.skills import SkillService
 from server.services.warm_pool import WarmPool
@@ -39,9 +40,11 @@ from server.store import (
     ContainerRepository,
     Database,
     FileRepository,
+    ResponseRepository,
     SkillBundleStore,
     SkillRepository,
 )
+from server.upstream import make_upstream
 
 log = logging.getLogger("localbox")
 
@@ -138,6 +141,26 @@ def create_app(
         queue_depth=settings.exec_queue_depth,
     )
 
+    upstream = None
+    if settings.model_base_url:
+        upstream = make_upstream(
+            settings.model_api,
+            settings.model_base_url,
+            settings.model_api_key.get_secret_value(),
+            timeout=settings.model_timeout,
+            max_retries=settings.model_max_retries,
+        )
+    response_service = ResponseService(
+        ResponseRepository(db),
+        file_service,
+        SandboxServices(container_service, container_file_service, execution_service),
+        upstream,
+        TurnSettings(
+            max_rounds=settings.responses_max_tool_rounds,
+            max_tool_output=settings.responses_max_tool_output,
+        ),
+    )
+
     last_health: dict[str, str] = {}
 
     def check(name: str, probe: Callable[[], None]) -> str:
@@ -195,6 +218,7 @@ def create_app(
             await run_in_threadpool(scheduler.shutdown)
             await run_in_threadpool(pool.close)
             execution_service.close()
+            await response_service.close()
             db.close()
 
     app = FastAPI(
@@ -209,6 +233,7 @@ def create_app(
     app.state.files = file_service
     app.state.execution = execution_service
     app.state.skills = skill_service
+    app.state.responses = response_service
     app.state.health_checks = health_checks
     app.state.capacity = capacity
     app.state.metrics_registry = metrics.build_registry(snapshot)
@@ -219,6 +244,7 @@ def create_app(
     v1.include_router(files.router)
     v1.include_router(execution.router)
     v1.include_router(skills.router)
+    v1.include_router(responses.router)
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics_api.router, dependencies=[Depends(require_api_key)])

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     skill_max_bytes: Size = Field(default=50 << 20, ge=1024)
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
     reconcile_seconds: float = Field(default=60.0, gt=0)
+    model_base_url: str = ""
+    model_api_key: SecretStr = SecretStr("")
+    model_api: Literal["chat", "responses"] = "chat"
+    model_timeout: float = Field(default=300.0, gt=0)
+    model_max_retries: int = Field(default=2, ge=0, le=10)
+    responses_max_tool_rounds: int = Field(default=32, ge=1)
+    responses_max_tool_output: int = Field(default=20000, ge=256)
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
 

@@ -235,6 +235,36 @@ class SandboxFailure(ApiError):
     code = "sandbox_error"
 
 
+class ResponseNotFound(NotFound):
+    def __init__(self, response_id: str, param: str = "response_id") -> None:
+        super().__init__(f"Response with id '{response_id}' not found.", param)
+
+
+class ModelNotConfigured(InvalidRequest):
+    code = "model_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No model upstream is configured: set LOCALBOX_MODEL_BASE_URL to an "
+            "OpenAI-compatible server (for example http://127.0.0.1:11434/v1 for Ollama).",
+            "model",
+        )
+
+
+class UpstreamRejected(ApiError):
+    """The model upstream refused the request (4xx): passed back with its status."""
+
+    code = "upstream_error"
+
+    def __init__(self, message: str, status: int, code: str | None) -> None:
+        super().__init__(message, None)
+        self.upstream_status = status
+        self.upstream_code = code
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.type, None, self.upstream_code or self.code)
+
+
 def error_body(
     message: str, type_: str, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
@@ -281,7 +311,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+        status = exc.upstream_status if isinstance(exc, UpstreamRejected) else exc.status
+        return JSONResponse(exc.body(), status_code=status, headers=exc.headers())
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -39,3 +39,16 @@ def new_exec_id() -> str:
 
 def new_request_id() -> str:
     return "req_" + secrets.token_hex(16)
+
+
+def new_response_id() -> str:
+    return "resp_" + secrets.token_hex(24)
+
+
+def new_item_id(prefix: str) -> str:
+    """An output item's id: msg_, ci_, sh_ (shell call), sho_ (its output), fc_ (function)."""
+    return f"{prefix}_" + secrets.token_hex(24)
+
+
+def new_call_id() -> str:
+    return "call_" + secrets.token_hex(12)

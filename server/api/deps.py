@@ -13,6 +13,7 @@ from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
 from server.services.execution import ExecutionService
 from server.services.files import FileService
+from server.services.responses import ResponseService
 from server.services.skills import SkillService
 
 
@@ -41,6 +42,11 @@ def _skill_service(request: Request) -> SkillService:
     return service
 
 
+def _response_service(request: Request) -> ResponseService:
+    service: ResponseService = request.app.state.responses
+    return service
+
+
 def require_free_disk(request: Request) -> None:
     """Refuse an upload (429) before reading it while the disk is nearly full."""
     capacity: Capacity = request.app.state.capacity
@@ -52,6 +58,7 @@ ContainerFiles = Annotated[ContainerFileService, Depends(_container_file_service
 Files = Annotated[FileService, Depends(_file_service)]
 Execution = Annotated[ExecutionService, Depends(_execution_service)]
 Skills = Annotated[SkillService, Depends(_skill_service)]
+Responses = Annotated[ResponseService, Depends(_response_service)]
 
 
 def require_api_key(

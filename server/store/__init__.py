@@ -4,6 +4,7 @@ from server.store.container_files import ContainerFileRepository
 from server.store.containers import ContainerRepository
 from server.store.database import Database
 from server.store.files import BlobStore, FileRepository
+from server.store.responses import ResponseRepository, StoredResponse
 from server.store.skills import SkillBundleStore, SkillRepository
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "ContainerRepository",
     "Database",
     "FileRepository",
+    "ResponseRepository",
     "SkillBundleStore",
     "SkillRepository",
+    "StoredResponse",
 ]

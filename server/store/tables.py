@@ -77,3 +77,27 @@ class SkillVersionRecord(SQLModel, table=True):
     description: str
     folder: str
     bytes: int
+
+
+class ResponseRecord(SQLModel, table=True):
+    """A stored Responses-API response: the response object and the input items it was
+    made from (the whole context: earlier responses' items, then its own input)."""
+
+    __tablename__ = "responses"
+
+    id: str = Field(primary_key=True)
+    created_at: int = Field(index=True)
+    status: str
+    body: str
+    """The response object as JSON, with every output in full."""
+    input_items: str
+    """JSON list of the context's input items, each with an id."""
+
+
+class ResponseItemRecord(SQLModel, table=True):
+    """Which response holds an item, for `item_reference` inputs."""
+
+    __tablename__ = "response_items"
+
+    id: str = Field(primary_key=True)
+    response_id: str = Field(index=True)
