@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +72,9 @@ class ExecFinished:
 StreamEvent = OutputChunk | ImageOutput | ExecFinished
 
 
+CANCEL_RETRY_SECONDS = 0.2
+
+
 def truncation_marker(dropped: int) -> str:
     return f"\n[localbox: output truncated, {dropped} more bytes not shown]\n"
 
@@ -95,6 +99,8 @@ class ExecCall:
         self.finished = False
         self.cancel_requested = False
         self._cancel = cancel
+        self.ended = threading.Event()
+        """Set by the worker when the call's work is over, whatever its outcome."""
 
     def put(self, item: StreamEvent | BaseException) -> None:
         """Hand an event over from the worker thread."""
@@ -133,7 +139,16 @@ class ExecCall:
     def cancel(self) -> None:
         if not self.finished and not self.cancel_requested:
             self.cancel_requested = True
-            self._loop.run_in_executor(None, self._cancel)
+            self._loop.run_in_executor(None, self._cancel_until_ended)
+
+    def _cancel_until_ended(self) -> None:
+        """Ask the sandbox to stop the call until its work is over: a cancel that arrives
+        before the call reached the sandbox (the sandbox still starting, say) finds nothing
+        to stop, so it is asked again."""
+        deadline = time.monotonic() + self.request.timeout + 10
+        while not self.ended.is_set() and time.monotonic() < deadline:
+            self._cancel()
+            self.ended.wait(CANCEL_RETRY_SECONDS)
 
 
 class ExecutionService:
@@ -234,6 +249,8 @@ class ExecutionService:
             metrics.observe_exec("failed", time.perf_counter() - started)
             call.put(exc)
             return
+        finally:
+            call.ended.set()
         metrics.observe_exec(result.status, time.perf_counter() - started)
         log.info(
             "exec %s in %s: %s in %d ms",

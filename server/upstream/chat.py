@@ -17,7 +17,7 @@ from server.upstream.base import (
     ToolCallStarted,
     Usage,
 )
-from server.upstream.openai_client import make_client, translated_errors
+from server.upstream.openai_client import make_client, request_headers, translated_errors
 
 _REASONS = {"stop": "stop", "tool_calls": "tool_calls", "function_call": "tool_calls"}
 
@@ -105,11 +105,12 @@ class ChatCompletionsUpstream:
         self.base_url = base_url
         self.timeout = timeout
         self._client = make_client(base_url, api_key, timeout=timeout, max_retries=max_retries)
+        self._headers = request_headers(api_key)
 
     async def open(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         body = chat_body(request)
         with translated_errors(self.base_url, self.timeout):
-            stream = await self._client.chat.completions.create(**body)
+            stream = await self._client.chat.completions.create(**body, extra_headers=self._headers)
         return self._events(stream)
 
     async def _events(self, stream: Any) -> AsyncIterator[ModelEvent]:

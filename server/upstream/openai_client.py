@@ -16,15 +16,22 @@ from server.upstream.base import UpstreamError
 def make_client(
     base_url: str, api_key: str, *, timeout: float, max_retries: int
 ) -> openai.AsyncOpenAI:
-    # An empty key sends no Authorization header at all (servers such as Ollama need none).
+    # The SDK insists on a key: without one, it gets a stand-in that request_headers() keeps
+    # from being sent.
     return openai.AsyncOpenAI(
         base_url=base_url,
-        api_key=api_key,
+        api_key=api_key or "none",
         organization="",
         project="",
         timeout=timeout,
         max_retries=max_retries,
     )
+
+
+def request_headers(api_key: str) -> dict[str, Any]:
+    """Headers for each request: without a key, no Authorization header at all (servers
+    such as Ollama need none)."""
+    return {} if api_key else {"Authorization": openai.Omit()}
 
 
 def shown_url(base_url: str) -> str:

@@ -18,7 +18,7 @@ from server.upstream.base import (
     UpstreamError,
     Usage,
 )
-from server.upstream.openai_client import make_client, translated_errors
+from server.upstream.openai_client import make_client, request_headers, translated_errors
 
 
 def responses_input(messages: list[Message]) -> list[dict[str, Any]]:
@@ -103,11 +103,12 @@ class ResponsesUpstream:
         self.base_url = base_url
         self.timeout = timeout
         self._client = make_client(base_url, api_key, timeout=timeout, max_retries=max_retries)
+        self._headers = request_headers(api_key)
 
     async def open(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         body = responses_body(request)
         with translated_errors(self.base_url, self.timeout):
-            stream = await self._client.responses.create(**body)
+            stream = await self._client.responses.create(**body, extra_headers=self._headers)
         return self._events(stream)
 
     async def _events(self, stream: Any) -> AsyncIterator[ModelEvent]:

@@ -143,11 +143,11 @@ class Turn:
         self.finish_reason = "stop"
         self.cited: list[tuple[str, ContainerFile]] = []
         self._first: AsyncIterator[ModelEvent] | None = None
+        self._first_error: UpstreamError | None = None
         self._calls: list[Call] = []
         self._by_index: dict[int, Call] = {}
         self._text_item: Item | None = None
         self._round_text = ""
-        self._events_started = False
 
     # ---- set-up ------------------------------------------------------------------------
 
@@ -157,13 +157,19 @@ class Turn:
         opening = asyncio.ensure_future(self._open())
         try:
             await asyncio.gather(opening, *binds)
+        except UpstreamError as exc:
+            if exc.passes_through:
+                _cancel(binds)
+                raise UpstreamRejected(exc.message, exc.status or 400, exc.code) from None
+            self._first_error = exc  # the response fails, as a response: see events()
+            await asyncio.gather(*binds)
         except BaseException:
-            for task in (opening, *binds):
-                task.cancel()
+            _cancel([opening, *binds])
             if opening.done() and not opening.cancelled() and opening.exception() is None:
                 await opening.result().aclose()  # type: ignore[attr-defined]
             raise
-        self._first = opening.result()
+        else:
+            self._first = opening.result()
 
     def _request(self, first: bool) -> ModelRequest:
         tools = list(self.req.functions)
@@ -212,15 +218,16 @@ class Turn:
 
     async def events(self) -> AsyncIterator[Event]:
         """Run the turn; the events of a streamed response (none when not streaming)."""
-        self._events_started = True
-        stream = self._first
-        assert stream is not None, "prepare() first"
         shown = shown_response(self.response, self.req.include)
         for e in self.emit("response.created", response=shown):
             yield e
         for e in self.emit("response.in_progress", response=shown):
             yield e
         try:
+            if self._first_error is not None:
+                raise self._first_error
+            stream = self._first
+            assert stream is not None, "prepare() first"
             while True:
                 async with aclosing(stream):  # type: ignore[type-var]
                     async for e in self._receive(stream):
@@ -679,6 +686,11 @@ class Turn:
         """The client went away mid-turn: what was made so far is kept as cancelled."""
         if self.response["status"] == "in_progress":
             self._finish("cancelled")
+
+
+def _cancel(tasks: list[asyncio.Future[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
 
 
 def _int_or_none(value: Any) -> int | None:
