@@ -22,6 +22,27 @@ NOT_RUN = (
 )
 
 
+# Names pydantic puts in an error's location for a union's alternatives, not fields.
+BRANCHES = frozenset(
+    {
+        "str",
+        "AutoParam",
+        "ContainerAutoParam",
+        "ContainerReferenceParam",
+        "LocalEnvironmentParam",
+        "NetworkPolicyDisabled",
+        "NetworkPolicyAllowlist",
+        "container_auto",
+        "container_reference",
+        "local",
+        "disabled",
+        "allowlist",
+        "skill_reference",
+        "inline",
+    }
+)
+
+
 class ResponseCreateBody(BaseModel):
     """POST /v1/responses. Fields localbox has no use for (text, reasoning, truncation,
     prompt_cache_key, ...) are accepted and ignored."""
@@ -100,10 +121,9 @@ def _parse(model: type[BaseModel], tool: dict[str, Any], param: str) -> Any:
     try:
         return model.model_validate(tool)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(
-            str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged"))
-        )
+        # Of a union's alternatives, the one that got furthest says what is wrong.
+        err = max(exc.errors(), key=lambda e: len(e["loc"]))
+        where = ".".join(str(p) for p in err["loc"] if str(p) not in BRANCHES)
         raise InvalidRequest(
             f"Invalid value for '{param}.{where}': {err['msg']}.", f"{param}.{where}"
         ) from None

@@ -57,7 +57,8 @@ def test_outputs_with_include_errors_and_state(
     first, second, _ = resp.output
     assert first.type == second.type == "code_interpreter_call"
     assert first.container_id == second.container_id  # one container for the turn
-    assert first.outputs is not None and first.outputs[0].type == "logs"
+    assert first.outputs is not None
+    assert first.outputs[0].type == "logs"
     assert first.outputs[0].logs == "set\n"
     assert second.outputs is not None
     logs = second.outputs[0].logs  # type: ignore[union-attr]
@@ -86,7 +87,11 @@ def test_a_figure_is_an_image_output(rclient: openai.OpenAI, scripted: ScriptedU
 def test_a_written_csv_is_cited_and_downloadable(
     rclient: openai.OpenAI, scripted: ScriptedUpstream
 ) -> None:
-    code = "import csv\nwith open('out.csv', 'w', newline='') as f:\n    csv.writer(f).writerows([['a', 'b'], [1, 2]])"
+    code = (
+        "import csv\n"
+        "with open('out.csv', 'w', newline='') as f:\n"
+        "    csv.writer(f).writerows([['a', 'b'], [1, 2]])"
+    )
     scripted.script(
         Turn(tool_calls=(python(code),)), Turn(text="I saved the table as out.csv for you.")
     )

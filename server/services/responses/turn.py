@@ -9,7 +9,7 @@ import json
 import logging
 import posixpath
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -688,7 +688,7 @@ class Turn:
             self._finish("cancelled")
 
 
-def _cancel(tasks: list[asyncio.Future[Any]]) -> None:
+def _cancel(tasks: Sequence[asyncio.Future[Any]]) -> None:
     for task in tasks:
         task.cancel()
 
