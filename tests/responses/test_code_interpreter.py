@@ -123,7 +123,8 @@ def test_input_files_are_copied_into_the_container(
         Turn(
             tool_calls=(
                 python(
-                    "print(sum(int(x) for x in open('/mnt/data/numbers.txt')), open('extra.txt').read())"
+                    "total = sum(int(x) for x in open('/mnt/data/numbers.txt'))\n"
+                    "print(total, open('extra.txt').read())"
                 ),
             )
         ),

@@ -79,7 +79,7 @@ def test_shell_runs_commands_in_mnt_data_as_the_sandbox_user(
         lambda r: Turn(text=r.tool_outputs()[-1]),
     )
     resp = rclient.responses.create(model=MODEL, input="run", tools=[SHELL_AUTO])
-    call, output, call2, output2, message = resp.output
+    call, output, _, output2, message = resp.output
     assert call.type == "shell_call"
     assert call.action.commands == ["pwd; id -u", "node -e 'console.log(6*7)'", "exit 3"]
     assert call.action.max_output_length == 4
