@@ -1,5 +1,5 @@
 """Model upstreams: the protocol the Responses tool loop speaks, and a driver per dialect.
-The only package that imports the openai SDK."""
+Plain HTTP (httpx, httpx-sse): the answers are read as the JSON they are."""
 
 from server.upstream.base import (
     Finished,

@@ -4,6 +4,7 @@ OpenAI-compatible server speaks (Ollama, vLLM, llama.cpp's server, LiteLLM, Open
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from server.upstream.base import (
@@ -17,7 +18,7 @@ from server.upstream.base import (
     ToolCallStarted,
     Usage,
 )
-from server.upstream.openai_client import make_client, request_headers, translated_errors
+from server.upstream.http import UpstreamHttp
 
 _REASONS = {"stop": "stop", "tool_calls": "tool_calls", "function_call": "tool_calls"}
 
@@ -102,58 +103,63 @@ class ChatCompletionsUpstream:
     def __init__(
         self, base_url: str, api_key: str, *, timeout: float = 300.0, max_retries: int = 2
     ) -> None:
-        self.base_url = base_url
-        self.timeout = timeout
-        self._client = make_client(base_url, api_key, timeout=timeout, max_retries=max_retries)
-        self._headers = request_headers(api_key)
+        self._http = UpstreamHttp(base_url, api_key, timeout=timeout, max_retries=max_retries)
 
     async def open(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        body = chat_body(request)
-        with translated_errors(self.base_url, self.timeout):
-            stream = await self._client.chat.completions.create(**body, extra_headers=self._headers)
-        return self._events(stream)
+        return self._events(await self._http.stream("/chat/completions", chat_body(request)))
 
-    async def _events(self, stream: Any) -> AsyncIterator[ModelEvent]:
+    async def _events(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ModelEvent]:
         started: dict[int, str] = {}
         reason: str | None = None
         usage = Usage()
-        try:
-            with translated_errors(self.base_url, self.timeout):
-                async for chunk in stream:
-                    if chunk.usage is not None:
-                        usage = _usage(chunk.usage)
-                    for choice in chunk.choices[:1]:
-                        delta = choice.delta
-                        if delta is not None and delta.content:
-                            yield TextDelta(delta.content)
-                        for position, call in enumerate((delta and delta.tool_calls) or []):
-                            index = call.index if call.index is not None else position
-                            fn = call.function
-                            if index not in started:
-                                call_id = call.id or f"call_{index}"
-                                started[index] = call_id
-                                yield ToolCallStarted(index, call_id, (fn and fn.name) or "")
-                            if fn is not None and fn.arguments:
-                                yield ToolCallDelta(index, fn.arguments)
-                        if choice.finish_reason:
-                            reason = choice.finish_reason
-        finally:
-            await stream.close()
+        async with aclosing(chunks):  # type: ignore[type-var]
+            async for chunk in chunks:
+                if chunk.get("object") == "chat.completion":
+                    chunk = _as_chunk(chunk)  # a server that ignored "stream"
+                if isinstance(chunk.get("usage"), dict):
+                    usage = _usage(chunk["usage"])
+                for choice in (chunk.get("choices") or [])[:1]:
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        yield TextDelta(str(delta["content"]))
+                    for position, call in enumerate(delta.get("tool_calls") or []):
+                        index = call.get("index")
+                        index = index if isinstance(index, int) else position
+                        fn = call.get("function") or {}
+                        if index not in started:
+                            call_id = call.get("id") or f"call_{index}"
+                            started[index] = call_id
+                            yield ToolCallStarted(index, call_id, str(fn.get("name") or ""))
+                        if fn.get("arguments"):
+                            yield ToolCallDelta(index, str(fn["arguments"]))
+                    if choice.get("finish_reason"):
+                        reason = choice["finish_reason"]
         final = _REASONS.get(reason or "", reason)
         if final not in ("stop", "tool_calls", "length", "content_filter"):
             final = "tool_calls" if started else "stop"
         yield Finished(final, usage)  # type: ignore[arg-type]
 
     async def close(self) -> None:
-        await self._client.close()
+        await self._http.close()
 
 
-def _usage(u: Any) -> Usage:
-    prompt_details = getattr(u, "prompt_tokens_details", None)
-    completion_details = getattr(u, "completion_tokens_details", None)
+def _as_chunk(completion: dict[str, Any]) -> dict[str, Any]:
+    """A whole chat.completion as the one chunk that says the same."""
+    choices = []
+    for choice in completion.get("choices") or []:
+        message = choice.get("message") or {}
+        calls = [{**c, "index": i} for i, c in enumerate(message.get("tool_calls") or [])]
+        delta = {"content": message.get("content"), "tool_calls": calls}
+        choices.append({"delta": delta, "finish_reason": choice.get("finish_reason")})
+    return {"choices": choices, "usage": completion.get("usage")}
+
+
+def _usage(u: dict[str, Any]) -> Usage:
+    prompt_details = u.get("prompt_tokens_details") or {}
+    completion_details = u.get("completion_tokens_details") or {}
     return Usage(
-        input_tokens=u.prompt_tokens or 0,
-        output_tokens=u.completion_tokens or 0,
-        cached_tokens=(prompt_details and prompt_details.cached_tokens) or 0,
-        reasoning_tokens=(completion_details and completion_details.reasoning_tokens) or 0,
+        input_tokens=int(u.get("prompt_tokens") or 0),
+        output_tokens=int(u.get("completion_tokens") or 0),
+        cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
     )

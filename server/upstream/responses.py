@@ -4,6 +4,7 @@ server that implements it). The conversation is sent whole each time (store: fal
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from server.upstream.base import (
@@ -18,7 +19,7 @@ from server.upstream.base import (
     UpstreamError,
     Usage,
 )
-from server.upstream.openai_client import make_client, request_headers, translated_errors
+from server.upstream.http import UpstreamHttp
 
 
 def responses_input(messages: list[Message]) -> list[dict[str, Any]]:
@@ -100,59 +101,54 @@ class ResponsesUpstream:
     def __init__(
         self, base_url: str, api_key: str, *, timeout: float = 300.0, max_retries: int = 2
     ) -> None:
-        self.base_url = base_url
-        self.timeout = timeout
-        self._client = make_client(base_url, api_key, timeout=timeout, max_retries=max_retries)
-        self._headers = request_headers(api_key)
+        self._http = UpstreamHttp(base_url, api_key, timeout=timeout, max_retries=max_retries)
 
     async def open(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        body = responses_body(request)
-        with translated_errors(self.base_url, self.timeout):
-            stream = await self._client.responses.create(**body, extra_headers=self._headers)
-        return self._events(stream)
+        return self._events(await self._http.stream("/responses", responses_body(request)))
 
-    async def _events(self, stream: Any) -> AsyncIterator[ModelEvent]:
+    async def _events(self, events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ModelEvent]:
         calls: dict[int, str] = {}  # output_index -> the arguments seen so far
         usage = Usage()
         reason = "stop"
         ended = False
-        try:
-            with translated_errors(self.base_url, self.timeout):
-                async for event in stream:
-                    kind = event.type
-                    if kind == "response.output_text.delta":
-                        yield TextDelta(event.delta)
-                    elif kind in ("response.output_item.added", "response.output_item.done"):
-                        item = event.item
-                        if item.type != "function_call":
-                            continue
-                        index = event.output_index
-                        if index not in calls:
-                            calls[index] = ""
-                            yield ToolCallStarted(index, item.call_id, item.name)
-                        rest = (item.arguments or "")[len(calls[index]) :]
-                        if kind.endswith(".done") and rest:
-                            calls[index] += rest
-                            yield ToolCallDelta(index, rest)
-                    elif kind == "response.function_call_arguments.delta":
-                        calls[event.output_index] = calls.get(event.output_index, "") + event.delta
-                        yield ToolCallDelta(event.output_index, event.delta)
-                    elif kind in ("response.completed", "response.incomplete"):
-                        ended = True
-                        response = event.response
-                        usage = _usage(response.usage)
-                        details = response.incomplete_details
-                        if details is not None and details.reason == "max_output_tokens":
-                            reason = "length"
-                        elif details is not None and details.reason == "content_filter":
-                            reason = "content_filter"
-                    elif kind == "response.failed":
-                        error = event.response.error
-                        raise UpstreamError(
-                            f"the model upstream failed: {error.message if error else 'unknown'}"
+        async with aclosing(events):  # type: ignore[type-var]
+            async for event in events:
+                kind = event.get("type")
+                if kind == "response.output_text.delta":
+                    yield TextDelta(str(event.get("delta", "")))
+                elif kind in ("response.output_item.added", "response.output_item.done"):
+                    item = event.get("item") or {}
+                    if item.get("type") != "function_call":
+                        continue
+                    index = int(event.get("output_index", 0))
+                    if index not in calls:
+                        calls[index] = ""
+                        yield ToolCallStarted(
+                            index, str(item.get("call_id")), str(item.get("name"))
                         )
-        finally:
-            await stream.close()
+                    rest = str(item.get("arguments") or "")[len(calls[index]) :]
+                    if kind.endswith(".done") and rest:
+                        calls[index] += rest
+                        yield ToolCallDelta(index, rest)
+                elif kind == "response.function_call_arguments.delta":
+                    index = int(event.get("output_index", 0))
+                    delta = str(event.get("delta", ""))
+                    calls[index] = calls.get(index, "") + delta
+                    yield ToolCallDelta(index, delta)
+                elif kind in ("response.completed", "response.incomplete"):
+                    ended = True
+                    response = event.get("response") or {}
+                    usage = _usage(response.get("usage"))
+                    details = response.get("incomplete_details") or {}
+                    if details.get("reason") == "max_output_tokens":
+                        reason = "length"
+                    elif details.get("reason") == "content_filter":
+                        reason = "content_filter"
+                elif kind == "response.failed":
+                    error = (event.get("response") or {}).get("error") or {}
+                    raise UpstreamError(
+                        f"the model upstream failed: {error.get('message', 'unknown')}"
+                    )
         if not ended:
             raise UpstreamError("the model upstream's stream ended before response.completed")
         if calls and reason == "stop":
@@ -160,17 +156,17 @@ class ResponsesUpstream:
         yield Finished(reason, usage)  # type: ignore[arg-type]
 
     async def close(self) -> None:
-        await self._client.close()
+        await self._http.close()
 
 
 def _usage(u: Any) -> Usage:
-    if u is None:
+    if not isinstance(u, dict):
         return Usage()
-    input_details = getattr(u, "input_tokens_details", None)
-    output_details = getattr(u, "output_tokens_details", None)
+    input_details = u.get("input_tokens_details") or {}
+    output_details = u.get("output_tokens_details") or {}
     return Usage(
-        input_tokens=u.input_tokens or 0,
-        output_tokens=u.output_tokens or 0,
-        cached_tokens=(input_details and input_details.cached_tokens) or 0,
-        reasoning_tokens=(output_details and output_details.reasoning_tokens) or 0,
+        input_tokens=int(u.get("input_tokens") or 0),
+        output_tokens=int(u.get("output_tokens") or 0),
+        cached_tokens=int(input_details.get("cached_tokens") or 0),
+        reasoning_tokens=int(output_details.get("reasoning_tokens") or 0),
     )

@@ -246,3 +246,13 @@ def test_an_explicit_container(
             )
         assert err.value.status_code in (400, 404)
         assert err.value.body["param"] == "tools[0].container"  # type: ignore[index]
+
+
+def test_a_turn_that_never_calls_the_tool_makes_no_container(
+    rclient: openai.OpenAI, scripted: ScriptedUpstream
+) -> None:
+    before = {c.id for c in rclient.containers.list(limit=100)}
+    scripted.script(Turn(text="No code needed."))
+    resp = rclient.responses.create(model=MODEL, input="hi", tools=[CI_AUTO])
+    assert resp.output_text == "No code needed."
+    assert {c.id for c in rclient.containers.list(limit=100)} == before

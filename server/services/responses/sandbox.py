@@ -3,6 +3,7 @@ the stateful interpreter, shell commands with bash in /mnt/data as the sandbox u
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 from collections.abc import AsyncIterator
@@ -55,17 +56,31 @@ def _param(tool: SandboxTool) -> str:
 
 
 class ToolSandbox:
-    """The container one hosted tool runs in for the turn."""
+    """The container one hosted tool runs in for the turn: checked when the request comes
+    (check), found or made when the model first calls the tool (ensure), so that a turn in
+    which the model never calls it makes no container."""
 
-    def __init__(self, tool: SandboxTool, services: SandboxServices, name: str) -> None:
+    def __init__(
+        self,
+        tool: SandboxTool,
+        services: SandboxServices,
+        name: str,
+        reuse: str | None,
+        files: list[File | InlineFile],
+    ) -> None:
         self.tool = tool
         self._services = services
         self._name = name
+        self._reuse = reuse
+        self._files = files
+        self._lock = asyncio.Lock()
         self.container_id = ""
+        self.error = ""
+        """Why the container could not be had: each call is answered with it."""
 
-    async def bind(self, reuse: str | None, files: list[File | InlineFile]) -> None:
-        """Find or make the container (errors name the tool's parameter), then copy the
-        turn's input files into it."""
+    async def check(self) -> None:
+        """What can be wrong before the model is asked, as the request's error: an explicit
+        container that is unknown or expired, Files-API files that do not exist."""
         tool = self.tool
         if tool.container_id is not None:
             try:
@@ -73,14 +88,38 @@ class ToolSandbox:
             except ApiError as exc:
                 exc.param = _param(tool)
                 raise
-            self.container_id = tool.container_id
-        else:
-            if reuse is not None and await run_in_threadpool(self._still_running, reuse):
-                self.container_id = reuse
-            else:
-                self.container_id = await self._create()
-        for file in files:
-            await run_in_threadpool(self._copy, file)
+        elif tool.auto is not None and tool.auto.file_ids:
+            where = "environment" if tool.kind == "shell" else "container"
+            try:
+                await run_in_threadpool(
+                    self._services.container_files.resolve_file_ids, tool.auto.file_ids
+                )
+            except ApiError as exc:
+                exc.param = f"{tool.param}.{where}.file_ids"
+                raise
+
+    async def ensure(self) -> str:
+        """The container's id, found or made (and given the turn's input files) on first
+        use; "" with self.error set when that failed."""
+        async with self._lock:
+            if self.container_id or self.error:
+                return self.container_id
+            try:
+                if self.tool.container_id is not None:
+                    await run_in_threadpool(self._running, self.tool.container_id)
+                    container_id = self.tool.container_id
+                elif self._reuse is not None and await run_in_threadpool(
+                    self._still_running, self._reuse
+                ):
+                    container_id = self._reuse
+                else:
+                    container_id = await self._create()
+                self.container_id = container_id
+                for file in self._files:
+                    await run_in_threadpool(self._copy, file)
+            except ApiError as exc:
+                self.error = f"The sandbox failed: {exc.message}"
+            return self.container_id
 
     def _running(self, container_id: str) -> Container:
         container = self._services.containers.retrieve(container_id)
@@ -124,6 +163,8 @@ class ToolSandbox:
             files.upload_file_id(self.container_id, file.id)
 
     async def run_python(self, code: str) -> PythonOutcome:
+        if self.error:
+            return PythonOutcome(status="failed", error=self.error)
         try:
             result = await self._services.execution.run(self.container_id, code, "python", None)
         except ApiError as exc:
@@ -141,6 +182,9 @@ class ToolSandbox:
         self, command: str, timeout_ms: int | None
     ) -> AsyncIterator[OutputChunk | CommandOutcome]:
         """The command's output as it comes, then its outcome."""
+        if self.error:
+            yield CommandOutcome(stderr=self.error, exit_code=1)
+            return
         seconds = timeout_ms / 1000 if timeout_ms and math.isfinite(timeout_ms) else None
         execution = self._services.execution
         if seconds is not None:

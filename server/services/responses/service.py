@@ -3,7 +3,6 @@ items). The turn itself is turn.py; this wires its context, containers and stora
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator
@@ -86,15 +85,17 @@ class ResponseService:
             raise ModelNotConfigured()
         builder, context_items = await run_in_threadpool(self._context, req)
         response_id = new_response_id()
+        context = builder.context
         sandboxes: dict[str, ToolSandbox] = {
-            tool.kind: ToolSandbox(tool, self._sandbox, f"{tool.kind} for {response_id}")
+            tool.kind: ToolSandbox(
+                tool,
+                self._sandbox,
+                f"{tool.kind} for {response_id}",
+                reuse=context.containers.get(tool.kind),
+                files=context.files,
+            )
             for tool in req.sandbox_tools
         }
-        context = builder.context
-        binds = [
-            asyncio.ensure_future(sandbox.bind(context.containers.get(kind), context.files))
-            for kind, sandbox in sandboxes.items()
-        ]
         turn = Turn(
             req,
             response_id,
@@ -104,7 +105,7 @@ class ResponseService:
             self._settings,
             streaming=streaming,
         )
-        await turn.prepare(binds)
+        await turn.prepare()
         return turn, context_items
 
     def _context(self, req: CreateResponse) -> tuple[HistoryBuilder, list[dict[str, Any]]]:

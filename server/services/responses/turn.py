@@ -4,12 +4,11 @@ it does becomes OpenAI's output items, and, when streamed, OpenAI's events in or
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import posixpath
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -93,6 +92,7 @@ LIMIT_NOTE = (
     "without calling tools.]"
 )
 CallKind = Literal["python", "shell", "function", "ignored"]
+HOSTED = {"python": "code_interpreter", "shell": "shell"}
 
 
 @dataclass
@@ -151,25 +151,18 @@ class Turn:
 
     # ---- set-up ------------------------------------------------------------------------
 
-    async def prepare(self, binds: list[asyncio.Task[None]]) -> None:
-        """Open the first upstream request while the containers are bound; a failure of
-        either is the request's error (nothing was sent yet)."""
-        opening = asyncio.ensure_future(self._open())
+    async def prepare(self) -> None:
+        """Check the tools' containers, then open the first upstream request: a failure of
+        either is the request's error (nothing was sent to the client yet), except an
+        upstream that failed, which fails the response (see events())."""
+        for sandbox in self.sandboxes.values():
+            await sandbox.check()
         try:
-            await asyncio.gather(opening, *binds)
+            self._first = await self._open()
         except UpstreamError as exc:
             if exc.passes_through:
-                _cancel(binds)
                 raise UpstreamRejected(exc.message, exc.status or 400, exc.code) from None
-            self._first_error = exc  # the response fails, as a response: see events()
-            await asyncio.gather(*binds)
-        except BaseException:
-            _cancel([opening, *binds])
-            if opening.done() and not opening.cancelled() and opening.exception() is None:
-                await opening.result().aclose()  # type: ignore[attr-defined]
-            raise
-        else:
-            self._first = opening.result()
+            self._first_error = exc
 
     def _request(self, first: bool) -> ModelRequest:
         tools = list(self.req.functions)
@@ -287,7 +280,10 @@ class Turn:
             elif isinstance(event, ToolCallStarted):
                 for e in self._close_text():
                     yield e
-                for e in self._start_call(event):
+                kind = self._kind(event.name)
+                if kind in ("python", "shell"):  # its container, made on first use
+                    await self.sandboxes[HOSTED[kind]].ensure()
+                for e in self._start_call(event, kind):
                     yield e
             elif isinstance(event, ToolCallDelta):
                 call = self._by_index.get(event.index)
@@ -416,8 +412,8 @@ class Turn:
             return "ignored"
         return "python" if name == PYTHON_TOOL else "shell"
 
-    def _start_call(self, event: ToolCallStarted) -> list[Event]:
-        call = Call(self._kind(event.name), event.call_id, event.name)
+    def _start_call(self, event: ToolCallStarted, kind: CallKind) -> list[Event]:
+        call = Call(kind, event.call_id, event.name)
         self._calls.append(call)
         self._by_index[event.index] = call
         if call.kind == "ignored":
@@ -686,11 +682,6 @@ class Turn:
         """The client went away mid-turn: what was made so far is kept as cancelled."""
         if self.response["status"] == "in_progress":
             self._finish("cancelled")
-
-
-def _cancel(tasks: Sequence[asyncio.Future[Any]]) -> None:
-    for task in tasks:
-        task.cancel()
 
 
 def _int_or_none(value: Any) -> int | None:
