@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_exec
 import bench_files
 import bench_listing
+import bench_responses
 import bench_start
 from benchlib import ROOT, Row, table
 
@@ -36,6 +37,7 @@ def main() -> None:
         ("exec", lambda: bench_exec.rows(300, 50)),
         ("transfers", bench_files.rows),
         ("listing", bench_listing.rows),
+        ("responses", bench_responses.rows),
     ):
         print(f"==> measuring {name}", file=sys.stderr, flush=True)
         rows += measure()

@@ -1,9 +1,10 @@
 """Benchmark: localbox's own overhead in the Responses tool loop, with a scripted upstream
 that answers at once, beside direct calls of that upstream in the same run.
 
-- per tool round: a turn of K python rounds, less a turn of none, per round, less one
-  upstream request (measured directly) and one run of the code (measured through
-  POST /v1/containers/{id}/exec, so the exec path's own milliseconds count as the code's);
+- per tool round: a turn of K python rounds in one container, less a turn of none, per
+  round, less one upstream request (measured directly) and one run of the code (measured
+  through POST /v1/containers/{id}/exec, so the exec path's own milliseconds count as the
+  code's);
 - first stream byte: from the request to the first byte of the SSE answer, against the
   upstream's own first streamed byte measured directly.
 
@@ -35,6 +36,13 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def delete_all_containers(http: httpx.Client, base: str) -> None:
+    """Sandboxes outlive their server: the benchmark's own go with it."""
+    while ids := [c["id"] for c in http.get(f"{base}/containers?limit=100").json()["data"]]:
+        for cid in ids:
+            http.delete(f"{base}/containers/{cid}")
+
+
 def direct_upstream(http: httpx.Client, upstream: ScriptedUpstream, n: int) -> tuple[float, float]:
     """(p50 of a whole streamed chat request, p50 of its first byte), straight to the upstream."""
     whole, first = [], []
@@ -52,10 +60,13 @@ def direct_upstream(http: httpx.Client, upstream: ScriptedUpstream, n: int) -> t
     return p50(whole), p50(first)
 
 
-def turn(http: httpx.Client, base: str, upstream: ScriptedUpstream, rounds: int) -> float:
+def turn(
+    http: httpx.Client, base: str, upstream: ScriptedUpstream, rounds: int, container: str
+) -> float:
     call = ToolCall("python", json.dumps({"code": CODE}))
     upstream.script(*[Turn(tool_calls=(call,)) for _ in range(rounds)], Turn(text="done"))
-    body = {"model": "m", "input": "go", "tools": TOOLS, "store": False}
+    tools = [{"type": "code_interpreter", "container": container}]
+    body = {"model": "m", "input": "go", "tools": tools, "store": False}
     t0 = time.perf_counter()
     r = http.post(f"{base}/responses", json=body)
     elapsed = _ms(t0)
@@ -93,19 +104,20 @@ def rows(n: int = 30, rounds: int = 10) -> list[Row]:
             exec_url = f"{base}/containers/{cid}/exec"
             for _ in range(10):
                 http.post(exec_url, json={"code": CODE}).raise_for_status()
-                turn(http, base, upstream, 1)  # warm up both paths
+                turn(http, base, upstream, 1, cid)  # warm up both paths
             code = []
             for _ in range(n):
                 t0 = time.perf_counter()
                 http.post(exec_url, json={"code": CODE}).raise_for_status()
                 code.append(_ms(t0))
             upstream_whole, upstream_first = direct_upstream(http, upstream, n)
-            none = p50([turn(http, base, upstream, 0) for _ in range(n)])
-            many = p50([turn(http, base, upstream, rounds) for _ in range(n)])
+            none = p50([turn(http, base, upstream, 0, cid) for _ in range(n)])
+            many = p50([turn(http, base, upstream, rounds, cid) for _ in range(n)])
             per_round = (many - none) / rounds
             overhead = per_round - upstream_whole - p50(code)
             fb_plain = p50([first_byte(http, base, upstream, False) for _ in range(n)])
             fb_tools = p50([first_byte(http, base, upstream, True) for _ in range(n)])
+            delete_all_containers(http, base)
     return [
         Row(
             "responses: one tool round, localbox's own share",
@@ -129,7 +141,7 @@ def rows(n: int = 30, rounds: int = 10) -> list[Row]:
             "<= 20 ms + upstream",
         ),
         Row(
-            "responses: first stream byte, code_interpreter auto (warm pool)",
+            "responses: first stream byte, code_interpreter auto",
             fb_tools,
             "the upstream's first byte, direct",
             upstream_first,
