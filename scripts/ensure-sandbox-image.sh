@@ -6,14 +6,23 @@
 # The wheels that sandbox-image/requirements.txt pins (libraries Debian lacks) are downloaded
 # into sandbox-image/wheels/ first, so the build itself needs no network; that folder is not
 # hashed, since the pinned requirements decide its content.
+# LOCALBOX_SANDBOX_EXTRA_RUNTIMES (empty by default) names extra runtimes to install beside
+# Python and Node.js: some of java, php, ruby and go, or all. It is passed to the build as
+# EXTRA_RUNTIMES and hashed with sandbox-image/, so changing it rebuilds the image.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 IMAGE="${LOCALBOX_SANDBOX_IMAGE:-localbox-sandbox:latest}"
 CONTEXT=sandbox-image
+EXTRA_RUNTIMES="${LOCALBOX_SANDBOX_EXTRA_RUNTIMES:-}"
 log() { printf '==> %s\n' "$*" >&2; }
 
-hash=$(cd "$CONTEXT" && find . -path ./wheels -prune -o -name __pycache__ -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+hash=$(
+  cd "$CONTEXT" && find . -path ./wheels -prune -o -name __pycache__ -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+  # Only when set, so that the default image's hash stays that of sandbox-image/ alone.
+  [ -z "$EXTRA_RUNTIMES" ] || printf 'EXTRA_RUNTIMES=%s\n' "$EXTRA_RUNTIMES"
+)
+hash=$(printf '%s\n' "$hash" | sha256sum | cut -c1-16)
 current=$(docker image inspect -f '{{ index .Config.Labels "localbox.content-hash" }}' "$IMAGE" 2>/dev/null || true)
 if [ "$current" = "$hash" ]; then
   exit 0
@@ -69,18 +78,19 @@ rm -f "$wheel_log"
 
 
 if [ -z "$current" ]; then
-  log "building sandbox image $IMAGE: about 2.3 GB (Python with the usual data, office and PDF libraries);"
+  log "building sandbox image $IMAGE: about 2.5 GB (Python with the usual data, office and PDF libraries, Node.js);"
   log "the first build takes a few minutes, later ones only run when sandbox-image/ changes"
 else
-  log "rebuilding sandbox image $IMAGE: sandbox-image/ changed (content hash $hash)"
+  log "rebuilding sandbox image $IMAGE: sandbox-image/ or LOCALBOX_SANDBOX_EXTRA_RUNTIMES changed (content hash $hash)"
 fi
+[ -z "$EXTRA_RUNTIMES" ] || log "with the extra runtimes: $EXTRA_RUNTIMES"
 started=$(date +%s)
 # A line now and then while a long step (the package install) runs, so it is not mistaken
 # for a hang.
 ( while sleep 20; do log "  ... still building ($(( $(date +%s) - started )) s)"; done ) &
 ticker=$!
 DOCKER_BUILDKIT=0 docker build --label "localbox.content-hash=$hash" --label localbox.role=sandbox-image \
-  -t "$IMAGE" "$CONTEXT" 2>&1 | grep --line-buffered -E '^Step|^Successfully|rror' >&2 || true
+  --build-arg "EXTRA_RUNTIMES=$EXTRA_RUNTIMES" -t "$IMAGE" "$CONTEXT" 2>&1 | grep --line-buffered -E '^Step|^Successfully|rror' >&2 || true
 kill "$ticker" 2>/dev/null || true
 wait "$ticker" 2>/dev/null || true
 current=$(docker image inspect -f '{{ index .Config.Labels "localbox.content-hash" }}' "$IMAGE" 2>/dev/null || true)

@@ -1,4 +1,4 @@
-"""The sandbox image ships the libraries and tools the README lists, and each one really works.
+"""The sandbox image ships the libraries, tools and runtimes the README lists; each one works.
 
 Every check runs code in a real sandbox through the public exec endpoint: the code makes one
 real call with each library (write and read back an xlsx, xls, docx, pptx and pdf, fit models,
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -53,6 +54,7 @@ print(json.dumps({n: str(getattr(importlib.import_module(n), "__version__", "?")
 def test_spreadsheets_documents_and_slides(server: LocalboxServer, container_id: str) -> None:
     code = """
 import json
+import re
 import docx, openpyxl, pandas as pd, pptx, xlrd, xlwt
 
 wb = openpyxl.Workbook()
@@ -114,6 +116,7 @@ def test_pdf_written_then_read_by_three_extractors(
 ) -> None:
     code = """
 import json
+import re
 import pdfplumber, pypdf
 from pdfminer.high_level import extract_text
 from reportlab.lib.pagesizes import A4
@@ -159,6 +162,7 @@ print(json.dumps({
 def test_models_algebra_and_graphs(server: LocalboxServer, container_id: str) -> None:
     code = """
 import json
+import re
 import networkx as nx, numpy as np, pandas as pd, statsmodels.api as sm, sympy
 from scipy import optimize, stats
 from sklearn.linear_model import LinearRegression
@@ -204,6 +208,7 @@ print(json.dumps({
 def test_images_markup_tables_and_parquet(server: LocalboxServer, container_id: str) -> None:
     code = """
 import json
+import re
 import lxml.etree, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
 from bs4 import BeautifulSoup
 from PIL import Image, ImageDraw
@@ -299,3 +304,72 @@ file -b --mime-type tone.wav
     assert out[6].startswith("ffmpeg version ")
     assert out[7].startswith("file-5.")
     assert out[8:] == ["hello", "6", "42", "hello", "one", "audio/x-wav"]
+
+
+def test_node_and_npm(server: LocalboxServer, container_id: str) -> None:
+    code = r"""
+set -e
+id -u
+pwd
+node --version
+npm --version
+node -e 'console.log([1, 2, 3, 4].map((n) => n * n).reduce((a, b) => a + b))'
+rm -rf node-check && mkdir node-check && cd node-check
+npm init -y >/dev/null
+npm pkg set scripts.squares='node -e "console.log(JSON.stringify([1, 2, 3].map((n) => n * n)))"'
+npm run -s squares
+cd .. && rm -rf node-check
+"""
+    result = run_code(server, container_id, code, language="bash", timeout=TIMEOUT)
+    assert result["exit_code"] == 0, result["stderr"]
+    out = result["stdout"].splitlines()
+    assert out[:2] == ["1000", "/mnt/data"]  # the sandbox user, in its data folder
+    assert out[2].startswith("v18.")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", out[3])
+    assert out[4:] == ["30", "[1,4,9]"]
+
+
+# What each optional runtime (LOCALBOX_SANDBOX_EXTRA_RUNTIMES) runs: each prints 30.
+EXTRA_RUNTIMES = {
+    "java": """cat > Squares.java <<'EOF'
+public class Squares {
+    public static void main(String[] args) {
+        int sum = 0;
+        for (int n = 1; n <= 4; n++) sum += n * n;
+        System.out.println(sum);
+    }
+}
+EOF
+java Squares.java""",
+    "php": """php -r 'echo array_sum(array_map(fn($n) => $n * $n, range(1, 4))), "\\n";'""",
+    "ruby": """ruby -e 'puts (1..4).sum { |n| n * n }'""",
+    "go": """cat > squares.go <<'EOF'
+package main
+
+import "fmt"
+
+func main() {
+	sum := 0
+	for n := 1; n <= 4; n++ {
+		sum += n * n
+	}
+	fmt.Println(sum)
+}
+EOF
+go run squares.go""",
+}
+
+
+def test_extra_runtimes_that_are_installed(server: LocalboxServer, container_id: str) -> None:
+    """Only in an image built with some of them; the default image has none."""
+    probe = "for c in java php ruby go; do command -v $c >/dev/null && echo $c; done; true"
+    result = run_code(server, container_id, probe, language="bash", timeout=TIMEOUT)
+    installed = result["stdout"].split()
+    if not installed:
+        pytest.skip("no extra runtime in this image (LOCALBOX_SANDBOX_EXTRA_RUNTIMES)")
+    for name in installed:
+        code = f"set -e\nrm -rf /tmp/{name} && mkdir /tmp/{name} && cd /tmp/{name}\n"
+        code += EXTRA_RUNTIMES[name]
+        result = run_code(server, container_id, code, language="bash", timeout=TIMEOUT)
+        assert result["exit_code"] == 0, (name, result["stderr"])
+        assert result["stdout"].splitlines()[-1] == "30", (name, result["stdout"])
