@@ -14,7 +14,7 @@ help:
 	@echo "make run           - set everything up and serve the API on 127.0.0.1:8000"
 	@echo "make test          - set everything up, lint, type-check and run the test suite"
 	@echo "make bench         - print benchmark figures against raw Docker"
-	@echo "make sandbox-image - build the image every sandbox runs (about 2.3 GB, minutes the first time)"
+	@echo "make sandbox-image - build the image every sandbox runs (about 2.5 GB, minutes the first time)"
 	@echo "make egress-image  - build the egress proxy image allowlisted sandboxes reach the outside through"
 	@echo "make server-image  - build localbox's own image (localbox:latest) for docker-compose"
 	@echo "make lint          - ruff lint and format check"

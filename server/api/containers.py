@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from server.api.deps import Containers, Limit, OrderParam
@@ -11,15 +9,12 @@ from server.api.schemas import (
     Container,
     ContainerCreateBody,
     Deleted,
-    InlineSkillParam,
-    NetworkPolicyAllowlist,
     Page,
-    SkillParam,
+    container_skill,
+    network_policy_fields,
     page_of,
 )
 from server.services.containers import CreateContainer
-from server.services.network import SecretRequest
-from server.services.skills import ContainerSkill, InlineSkill, SkillReference
 
 router = APIRouter(prefix="/containers", tags=["containers"])
 
@@ -32,25 +27,11 @@ def create_container(body: ContainerCreateBody, service: Containers) -> Containe
             minutes=body.expires_after.minutes if body.expires_after else None,
             memory_limit=body.memory_limit,
             file_ids=body.file_ids or [],
-            skills=[_skill(s) for s in body.skills or []],
-            **_network_policy(body),
+            skills=[container_skill(s) for s in body.skills or []],
+            **network_policy_fields(body.network_policy),
         )
     )
     return Container.of(created)
-
-
-def _network_policy(body: ContainerCreateBody) -> dict[str, Any]:
-    policy = body.network_policy
-    if not isinstance(policy, NetworkPolicyAllowlist):
-        return {"network_policy_type": "disabled"}
-    return {
-        "network_policy_type": "allowlist",
-        "allowed_domains": policy.allowed_domains,
-        "domain_secrets": [
-            SecretRequest(domain=s.domain, name=s.name, value=s.value)
-            for s in policy.domain_secrets or []
-        ],
-    }
 
 
 @router.get("", response_model=Page[Container])
@@ -75,9 +56,3 @@ def retrieve_container(container_id: str, service: Containers) -> Container:
 def delete_container(container_id: str, service: Containers) -> Deleted:
     service.delete(container_id)
     return Deleted(id=container_id, object="container.deleted")
-
-
-def _skill(param: SkillParam) -> ContainerSkill:
-    if isinstance(param, InlineSkillParam):
-        return InlineSkill(param.name, param.description, param.source.data)
-    return SkillReference(param.skill_id, param.version)

@@ -6,12 +6,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from server.api.schemas import NetworkPolicyAllowlist, NetworkPolicyCreate, SkillParam
+from server.api.schemas import (
+    NetworkPolicyCreate,
+    SkillParam,
+    container_skill,
+    network_policy_fields,
+)
 from server.errors import InvalidRequest
-from server.services.network import SecretRequest
 from server.services.responses import AutoContainer, CreateResponse, SandboxTool
 from server.services.responses.history import PYTHON_TOOL, SHELL_TOOL
-from server.services.skills import ContainerSkill, InlineSkill, SkillReference
 from server.upstream import FunctionTool
 
 MemoryLimit = Literal["1g", "4g", "16g", "64g"]
@@ -129,25 +132,6 @@ def _parse(model: type[BaseModel], tool: dict[str, Any], param: str) -> Any:
         ) from None
 
 
-def _network(policy: Any) -> dict[str, Any]:
-    if not isinstance(policy, NetworkPolicyAllowlist):
-        return {"network_policy_type": "disabled"}
-    return {
-        "network_policy_type": "allowlist",
-        "allowed_domains": policy.allowed_domains,
-        "domain_secrets": [
-            SecretRequest(domain=s.domain, name=s.name, value=s.value)
-            for s in policy.domain_secrets or []
-        ],
-    }
-
-
-def _skill(param: Any) -> ContainerSkill:
-    if param.type == "inline":
-        return InlineSkill(param.name, param.description, param.source.data)
-    return SkillReference(param.skill_id, param.version)
-
-
 def _tool(
     tool: dict[str, Any], param: str, sandbox: list[SandboxTool], functions: list[FunctionTool]
 ) -> None:
@@ -165,7 +149,7 @@ def _tool(
                 auto=AutoContainer(
                     file_ids=auto.file_ids or [],
                     memory_limit=auto.memory_limit,
-                    **_network(auto.network_policy),
+                    **network_policy_fields(auto.network_policy),
                 ),
             )
         )
@@ -185,8 +169,8 @@ def _tool(
         auto_shell = AutoContainer(
             file_ids=env.file_ids or [],
             memory_limit=env.memory_limit,
-            skills=[_skill(s) for s in env.skills or []],
-            **_network(env.network_policy),
+            skills=[container_skill(s) for s in env.skills or []],
+            **network_policy_fields(env.network_policy),
         )
         sandbox.append(SandboxTool("shell", param, auto=auto_shell))
     elif kind == "function":

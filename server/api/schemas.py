@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field, field_validator, model_serializer
 
 from server import domain
 from server.services.execution import ExecResult
+from server.services.network import SecretRequest
+from server.services.skills import ContainerSkill, InlineSkill, SkillReference
 
 T = TypeVar("T")
 
@@ -38,6 +40,20 @@ NetworkPolicyCreate = Annotated[
 ]
 
 
+def network_policy_fields(policy: NetworkPolicyCreate | None) -> dict[str, Any]:
+    """A network_policy as the container services' CreateContainer fields."""
+    if not isinstance(policy, NetworkPolicyAllowlist):
+        return {"network_policy_type": "disabled"}
+    return {
+        "network_policy_type": "allowlist",
+        "allowed_domains": policy.allowed_domains,
+        "domain_secrets": [
+            SecretRequest(domain=s.domain, name=s.name, value=s.value)
+            for s in policy.domain_secrets or []
+        ],
+    }
+
+
 class SkillReferenceParam(BaseModel):
     type: Literal["skill_reference"]
     skill_id: Annotated[str, Field(min_length=1, max_length=64)]
@@ -58,6 +74,13 @@ class InlineSkillParam(BaseModel):
 
 
 SkillParam = Annotated[SkillReferenceParam | InlineSkillParam, Field(discriminator="type")]
+
+
+def container_skill(param: SkillParam) -> ContainerSkill:
+    """A skill given at container creation, in the skills service's terms."""
+    if isinstance(param, InlineSkillParam):
+        return InlineSkill(param.name, param.description, param.source.data)
+    return SkillReference(param.skill_id, param.version)
 
 
 class ContainerCreateBody(BaseModel):

@@ -18,7 +18,7 @@ from server.upstream.base import (
     ToolCallStarted,
     Usage,
 )
-from server.upstream.http import UpstreamHttp
+from server.upstream.http import HttpDriver, sampling, tool_fields
 
 _REASONS = {"stop": "stop", "tool_calls": "tool_calls", "function_call": "tool_calls"}
 
@@ -64,49 +64,34 @@ def chat_body(request: ModelRequest) -> dict[str, Any]:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    if request.tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    k: v
-                    for k, v in (
-                        ("name", t.name),
-                        ("description", t.description),
-                        ("parameters", t.parameters),
-                        ("strict", t.strict),
-                    )
-                    if v is not None
-                },
-            }
-            for t in request.tools
-        ]
-        choice = request.tool_choice
-        body["tool_choice"] = (
-            choice
-            if choice in ("auto", "none", "required")
-            else {"type": "function", "function": {"name": choice}}
-        )
-        if request.parallel_tool_calls is not None:
-            body["parallel_tool_calls"] = request.parallel_tool_calls
-    for key, value in (
-        ("temperature", request.temperature),
-        ("top_p", request.top_p),
-        ("max_tokens", request.max_output_tokens),
-    ):
-        if value is not None:
-            body[key] = value
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                k: v
+                for k, v in (
+                    ("name", t.name),
+                    ("description", t.description),
+                    ("parameters", t.parameters),
+                    ("strict", t.strict),
+                )
+                if v is not None
+            },
+        }
+        for t in request.tools
+    ]
+    body.update(
+        tool_fields(request, tools, lambda name: {"type": "function", "function": {"name": name}})
+    )
+    body.update(sampling(request, "max_tokens"))
     return body
 
 
-class ChatCompletionsUpstream:
-    def __init__(
-        self, base_url: str, api_key: str, *, timeout: float = 300.0, max_retries: int = 2
-    ) -> None:
-        self._http = UpstreamHttp(base_url, api_key, timeout=timeout, max_retries=max_retries)
+class ChatCompletionsUpstream(HttpDriver):
+    path = "/chat/completions"
 
-    async def open(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        return self._events(await self._http.stream("/chat/completions", chat_body(request)))
+    def body(self, request: ModelRequest) -> dict[str, Any]:
+        return chat_body(request)
 
     async def _events(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ModelEvent]:
         started: dict[int, str] = {}
@@ -138,9 +123,6 @@ class ChatCompletionsUpstream:
         if final not in ("stop", "tool_calls", "length", "content_filter"):
             final = "tool_calls" if started else "stop"
         yield Finished(final, usage)  # type: ignore[arg-type]
-
-    async def close(self) -> None:
-        await self._http.close()
 
 
 def _as_chunk(completion: dict[str, Any]) -> dict[str, Any]:

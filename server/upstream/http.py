@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from httpx_sse import EventSource
 
-from server.upstream.base import UpstreamError
+from server.upstream.base import ModelEvent, ModelRequest, UpstreamError
 
 RETRIED = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_ERROR_BODY = 64 << 10
@@ -148,3 +148,53 @@ async def _read_capped(response: httpx.Response, limit: int = MAX_ERROR_BODY) ->
     finally:
         await response.aclose()
     return data[:limit]
+
+
+class HttpDriver:
+    """What both dialects' drivers share: one UpstreamHttp, a path and a body per request."""
+
+    path: str
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout: float = 300.0, max_retries: int = 2
+    ) -> None:
+        self._http = UpstreamHttp(base_url, api_key, timeout=timeout, max_retries=max_retries)
+
+    def body(self, request: ModelRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def open(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        return self._events(await self._http.stream(self.path, self.body(request)))
+
+    def _events(self, answer: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ModelEvent]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
+def sampling(request: ModelRequest, max_tokens_key: str) -> dict[str, Any]:
+    """The request's sampling settings that were given, under the dialect's names."""
+    given = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        max_tokens_key: request.max_output_tokens,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def tool_fields(
+    request: ModelRequest, tools: list[dict[str, Any]], named: Callable[[str], dict[str, Any]]
+) -> dict[str, Any]:
+    """tools, tool_choice (named: the dialect's way to name the one function to call) and
+    parallel_tool_calls, when there are tools."""
+    if not tools:
+        return {}
+    choice = request.tool_choice
+    fields: dict[str, Any] = {
+        "tools": tools,
+        "tool_choice": choice if choice in ("auto", "none", "required") else named(choice),
+    }
+    if request.parallel_tool_calls is not None:
+        fields["parallel_tool_calls"] = request.parallel_tool_calls
+    return fields

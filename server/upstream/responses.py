@@ -19,7 +19,7 @@ from server.upstream.base import (
     UpstreamError,
     Usage,
 )
-from server.upstream.http import UpstreamHttp
+from server.upstream.http import HttpDriver, sampling, tool_fields
 
 
 def responses_input(messages: list[Message]) -> list[dict[str, Any]]:
@@ -67,44 +67,27 @@ def responses_body(request: ModelRequest) -> dict[str, Any]:
         "stream": True,
         "store": False,
     }
-    if request.tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "name": t.name,
-                "description": t.description,
-                "parameters": t.parameters,
-                # Responses makes function tools strict unless told otherwise.
-                "strict": bool(t.strict),
-            }
-            for t in request.tools
-        ]
-        choice = request.tool_choice
-        body["tool_choice"] = (
-            choice
-            if choice in ("auto", "none", "required")
-            else {"type": "function", "name": choice}
-        )
-        if request.parallel_tool_calls is not None:
-            body["parallel_tool_calls"] = request.parallel_tool_calls
-    for key, value in (
-        ("temperature", request.temperature),
-        ("top_p", request.top_p),
-        ("max_output_tokens", request.max_output_tokens),
-    ):
-        if value is not None:
-            body[key] = value
+    tools = [
+        {
+            "type": "function",
+            "name": t.name,
+            "description": t.description,
+            "parameters": t.parameters,
+            # Responses makes function tools strict unless told otherwise.
+            "strict": bool(t.strict),
+        }
+        for t in request.tools
+    ]
+    body.update(tool_fields(request, tools, lambda name: {"type": "function", "name": name}))
+    body.update(sampling(request, "max_output_tokens"))
     return body
 
 
-class ResponsesUpstream:
-    def __init__(
-        self, base_url: str, api_key: str, *, timeout: float = 300.0, max_retries: int = 2
-    ) -> None:
-        self._http = UpstreamHttp(base_url, api_key, timeout=timeout, max_retries=max_retries)
+class ResponsesUpstream(HttpDriver):
+    path = "/responses"
 
-    async def open(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        return self._events(await self._http.stream("/responses", responses_body(request)))
+    def body(self, request: ModelRequest) -> dict[str, Any]:
+        return responses_body(request)
 
     async def _events(self, events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ModelEvent]:
         calls: dict[int, str] = {}  # output_index -> the arguments seen so far
@@ -154,9 +137,6 @@ class ResponsesUpstream:
         if calls and reason == "stop":
             reason = "tool_calls"
         yield Finished(reason, usage)  # type: ignore[arg-type]
-
-    async def close(self) -> None:
-        await self._http.close()
 
 
 def _usage(u: Any) -> Usage:
