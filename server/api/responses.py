@@ -11,14 +11,14 @@ from fastapi.responses import JSONResponse, Response
 from server.api.deps import Limit, OrderParam, Responses
 from server.api.responses_body import ResponseCreateBody, to_request
 from server.api.sse import EventStream, sse_event
-from server.services.responses.events import Event
+from server.services.responses.events import KEEPALIVE, Event
 
 router = APIRouter(prefix="/responses", tags=["responses"])
 
 
 async def _sse(events: AsyncIterator[Event]) -> AsyncIterator[str]:
     async for event in events:
-        yield sse_event(event)
+        yield ": keepalive\n\n" if event["type"] == KEEPALIVE else sse_event(event)
 
 
 def _include(request: Request) -> list[str]:

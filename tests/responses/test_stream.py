@@ -192,3 +192,23 @@ def test_a_client_that_leaves_cancels_the_call_and_the_upstream(
     while scripted.disconnects == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert scripted.disconnects == before + 1
+
+
+def test_a_quiet_call_keeps_the_stream_alive(
+    responses_server: LocalboxServer, rclient: openai.OpenAI, scripted: ScriptedUpstream
+) -> None:
+    scripted.script(
+        Turn(tool_calls=(python("import time\ntime.sleep(16)\nprint('woke')"),)),
+        Turn(text="done"),
+    )
+    body: dict[str, Any] = {"model": MODEL, "input": "wait", "tools": [CI_AUTO], "stream": True}
+    with (
+        httpx.Client(timeout=60) as http,
+        http.stream("POST", f"{responses_server.base_url}/responses", json=body) as answer,
+    ):
+        lines = list(answer.iter_lines())
+    assert ": keepalive" in lines  # a comment line, which SSE clients skip
+    assert lines.index(": keepalive") > lines.index(
+        "event: response.code_interpreter_call.interpreting"
+    )
+    assert "event: response.completed" in lines

@@ -7,6 +7,8 @@ from typing import Any
 from server.services.responses.items import snapshot
 
 Event = dict[str, Any]
+KEEPALIVE = "keepalive"
+"""Not one of OpenAI's events: the SSE writer sends it as a comment line."""
 
 
 class EventMaker:
@@ -22,3 +24,7 @@ class EventMaker:
         event = {"type": type_, **snapshot(fields), "sequence_number": self._next}
         self._next += 1
         return [event]
+
+    def keepalive(self) -> list[Event]:
+        """A sign of life while a tool runs quietly (no sequence number: it is no event)."""
+        return [{"type": KEEPALIVE}] if self.streaming else []

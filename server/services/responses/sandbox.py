@@ -20,6 +20,10 @@ from server.services.execution import ExecFinished, ExecResult, ExecutionService
 from server.services.responses.history import InlineFile
 from server.services.responses.request import SandboxTool
 
+KEEPALIVE_SECONDS = 15.0
+"""A call quiet this long gives the stream a keep-alive, so that proxies and clients do not
+take the connection for dead."""
+
 
 @dataclass(frozen=True)
 class SandboxServices:
@@ -162,26 +166,36 @@ class ToolSandbox:
         else:
             files.upload_file_id(self.container_id, file.id)
 
-    async def run_python(self, code: str) -> PythonOutcome:
+    async def run_python(self, code: str) -> AsyncIterator[PythonOutcome | None]:
+        """None after each quiet spell of KEEPALIVE_SECONDS while the code runs, then the
+        outcome."""
         if self.error:
-            return PythonOutcome(status="failed", error=self.error)
+            yield PythonOutcome(status="failed", error=self.error)
+            return
+        execution = self._services.execution
         try:
-            result = await self._services.execution.run(self.container_id, code, "python", None)
+            call = await execution.start(self.container_id, code, "python", None, streaming=False)
+            async for event in call.events(idle=KEEPALIVE_SECONDS):
+                if event is None:
+                    yield None
+                elif isinstance(event, ExecFinished):
+                    result = event.result
+                    yield PythonOutcome(
+                        status="completed",
+                        logs=result.logs,
+                        error=_error_text(result),
+                        images=[f"data:{i.media_type};base64,{i.data}" for i in result.images],
+                        files=list(result.files),
+                        timed_out=result.status == "timeout",
+                    )
         except ApiError as exc:
-            return PythonOutcome(status="failed", error=f"The sandbox failed: {exc.message}")
-        return PythonOutcome(
-            status="completed",
-            logs=result.logs,
-            error=_error_text(result),
-            images=[f"data:{i.media_type};base64,{i.data}" for i in result.images],
-            files=list(result.files),
-            timed_out=result.status == "timeout",
-        )
+            yield PythonOutcome(status="failed", error=f"The sandbox failed: {exc.message}")
 
     async def run_command(
         self, command: str, timeout_ms: int | None
-    ) -> AsyncIterator[OutputChunk | CommandOutcome]:
-        """The command's output as it comes, then its outcome."""
+    ) -> AsyncIterator[OutputChunk | CommandOutcome | None]:
+        """The command's output as it comes (None after each quiet spell), then its
+        outcome."""
         if self.error:
             yield CommandOutcome(stderr=self.error, exit_code=1)
             return
@@ -191,8 +205,8 @@ class ToolSandbox:
             seconds = max(0.001, min(seconds, execution.max_timeout))
         try:
             call = await execution.start(self.container_id, command, "bash", seconds)
-            async for event in call.events():
-                if isinstance(event, OutputChunk):
+            async for event in call.events(idle=KEEPALIVE_SECONDS):
+                if event is None or isinstance(event, OutputChunk):
                     yield event
                 elif isinstance(event, ExecFinished):
                     result = event.result

@@ -35,7 +35,7 @@ from server.services.responses.items import (
     usage_object,
 )
 from server.services.responses.request import CreateResponse
-from server.services.responses.sandbox import CommandOutcome, ToolSandbox
+from server.services.responses.sandbox import CommandOutcome, PythonOutcome, ToolSandbox
 from server.upstream import (
     Finished,
     FunctionTool,
@@ -585,7 +585,13 @@ class Turn:
             item["outputs"] = [{"type": "logs", "logs": outcome_text}]
             self._tool_result(call, outcome_text)
         else:
-            outcome = await sandbox.run_python(item["code"])
+            outcome = PythonOutcome(status="failed", error="The call did not end.")
+            async for part in sandbox.run_python(item["code"]):
+                if part is None:
+                    for e in self.emit.keepalive():
+                        yield e
+                else:
+                    outcome = part
             logs = outcome.logs + outcome.error
             outputs: list[dict[str, Any]] = [{"type": "logs", "logs": logs}] if logs else []
             outputs += [{"type": "image", "url": url} for url in outcome.images]
@@ -620,7 +626,10 @@ class Turn:
         for n, command in enumerate(action["commands"]):
             outcome = CommandOutcome()
             async for part in sandbox.run_command(command, action["timeout_ms"]):
-                if isinstance(part, OutputChunk):
+                if part is None:
+                    for e in self.emit.keepalive():
+                        yield e
+                elif isinstance(part, OutputChunk):
                     for e in self.emit(
                         "response.shell_call_output_content.delta",
                         item_id=item["id"],
