@@ -28,6 +28,7 @@ from server.services.activity import Activity
 from server.services.capacity import Capacity, Limits
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
+from server.services.errors import disk_full
 from server.services.execution import ExecutionService
 from server.services.files import FileService
 from server.services.responses import ResponseService, SandboxServices, TurnSettings
@@ -39,10 +40,12 @@ from server.store import (
     ContainerFileRepository,
     ContainerRepository,
     Database,
+    DiskReserve,
     FileRepository,
     ResponseRepository,
     SkillBundleStore,
     SkillRepository,
+    StorageFull,
 )
 from server.upstream import make_upstream
 
@@ -57,7 +60,9 @@ def create_app(
     data_dir = settings.resolved_data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     instance_id = load_instance_id(data_dir)
-    db = Database(settings.resolved_database_url)
+    # Room kept on the data disk so that deletes (and a start-up's repairs) always work.
+    reserve = DiskReserve(data_dir / ".reserve")
+    db = Database(settings.resolved_database_url, reserve)
     if runtime is None:
         from server.runtime.docker import DockerRuntime
 
@@ -84,6 +89,7 @@ def create_app(
             min_free_disk=settings.min_free_disk,
             disk_paths=(data_dir, Path(tempfile.gettempdir())),
         ),
+        reserve=reserve,
     )
     file_service = FileService(
         file_repo,
@@ -100,9 +106,10 @@ def create_app(
         clock,
         disk_limit=settings.sandbox_disk_bytes,
     )
+    skill_bundles = SkillBundleStore(data_dir / "skills")
     skill_service = SkillService(
         SkillRepository(db),
-        SkillBundleStore(data_dir / "skills"),
+        skill_bundles,
         clock,
         limits=BundleLimits(max_files=settings.skill_max_files, max_bytes=settings.skill_max_bytes),
     )
@@ -196,6 +203,19 @@ def create_app(
             warm_pool_size=pool.size,
         )
 
+    def clean_data_disk() -> None:
+        try:
+            file_service.reconcile()
+            skill_bundles.remove_scratch()
+        except Exception:
+            log.exception("could not clean up unfinished uploads at start")
+        if not capacity.keep_reserve():
+            log.warning(
+                "the data disk has no room for its %d MiB reserve: uploads and creates are "
+                "refused until space is freed",
+                reserve.size >> 20,
+            )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(db.create_tables)
@@ -203,6 +223,8 @@ def create_app(
             await run_in_threadpool(container_service.reconcile, 0.0)
         except SandboxRuntimeError as exc:
             log.warning("reconcile skipped at start: %s", exc)
+        # Start-up clean-up of the data disk: what killed uploads left, then the reserve.
+        await run_in_threadpool(clean_data_disk)
         scheduler = Scheduler(
             container_service,
             file_service,
@@ -248,7 +270,7 @@ def create_app(
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics_api.router, dependencies=[Depends(require_api_key)])
-    install_error_handlers(app)
+    install_error_handlers(app, {StorageFull: disk_full})
     app.add_middleware(
         BodyLimitMiddleware,
         max_upload_bytes=settings.max_upload_bytes,

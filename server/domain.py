@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
-ContainerStatus = Literal["running", "expired", "deleted"]
+ContainerStatus = Literal["running", "expired", "deleting", "deleted"]
 Order = Literal["asc", "desc"]
 
 MEMORY_LIMITS: dict[str, int] = {
@@ -52,6 +52,13 @@ class Container(Listed):
     @property
     def expires_at(self) -> int:
         return self.last_active_at + 60 * self.expires_after_minutes
+
+    def as_of(self, now: float) -> Container:
+        """The container as it stands at now: a running one past its deadline has expired,
+        whether or not the sweep has removed its sandbox yet."""
+        if self.status == "running" and self.expires_at <= now:
+            return replace(self, status="expired")
+        return self
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -306,8 +307,13 @@ def _validation_message(err: dict[str, Any], param: str | None) -> str:
     return f"Invalid value for '{param}': {detail}."
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Render ApiErrors, validation failures and routing errors in OpenAI's shape."""
+def install_error_handlers(
+    app: FastAPI,
+    translated: Mapping[type[Exception], Callable[[Exception], ApiError]] | None = None,
+) -> None:
+    """Render ApiErrors, validation failures and routing errors in OpenAI's shape; exceptions
+    of the types in translated are answered as the ApiError made from them (lower layers'
+    errors that may come from anywhere, such as a full disk)."""
 
     async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -340,6 +346,14 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=exc.headers,
         )
 
+    def translator(to_api: Callable[[Exception], ApiError]) -> Callable[..., Any]:
+        async def on_translated(request: Request, exc: Exception) -> JSONResponse:
+            return await on_api_error(request, to_api(exc))
+
+        return on_translated
+
     app.add_exception_handler(ApiError, on_api_error)
+    for exc_type, to_api in (translated or {}).items():
+        app.add_exception_handler(exc_type, translator(to_api))
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -65,9 +65,14 @@ class Scheduler:
         metrics.observe_sweep(len(containers), len(files))
 
     def _reconcile(self) -> None:
+        # Each half runs even when the other fails: a Docker outage must not keep leftovers.
         try:
             self._containers.reconcile()
         except SandboxRuntimeError as exc:
             log.warning("reconcile skipped: %s", exc)
         except Exception:
             log.exception("reconcile failed")
+        try:
+            self._files.reconcile()
+        except Exception:
+            log.exception("file reconcile failed")

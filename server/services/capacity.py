@@ -24,7 +24,7 @@ from server.errors import (
     MemoryLimitOverBudget,
     TooManyContainers,
 )
-from server.store import ContainerRepository, FileRepository
+from server.store import ContainerRepository, DiskReserve, FileRepository
 
 
 def human(n: int) -> str:
@@ -65,11 +65,13 @@ class Capacity:
         files: FileRepository,
         limits: Limits,
         free: Callable[[Path], int] = free_bytes,
+        reserve: DiskReserve | None = None,
     ) -> None:
         self._containers = containers
         self._files = files
         self.limits = limits
         self._free = free
+        self._reserve = reserve
         self._lock = threading.Lock()
         self._pending_containers = 0
         self._pending_memory = 0
@@ -81,8 +83,22 @@ class Capacity:
         memory = sum(MEMORY_LIMITS.get(limit, 0) * n for limit, n in counts.items())
         return Usage(sum(counts.values()), memory, self._files.total_bytes())
 
+    def keep_reserve(self) -> bool:
+        """Make the data disk's reserve again if it was given to deletes and there is room
+        for it now; whether it is held."""
+        return self._reserve is None or self._reserve.restore()
+
     def ensure_free_disk(self) -> None:
-        """429 while the disk holding the data (or the upload spool) is nearly full."""
+        """429 while the disk holding the data (or the upload spool) is nearly full, or
+        while the room the data disk keeps for deletes (the reserve) cannot be kept."""
+        if not self.keep_reserve():
+            assert self._reserve is not None
+            raise DiskFull(
+                f"The disk that holds localbox's data is full: it cannot keep the "
+                f"{human(self._reserve.size)} it holds back so that deletes always work. "
+                "Uploads and new containers are refused until space is freed (delete files "
+                "or containers you no longer need)."
+            )
         floor = self.limits.min_free_disk
         if floor == 0:
             return

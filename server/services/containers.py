@@ -5,15 +5,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 from server import metrics
 from server.domain import MEMORY_LIMITS, Container, Cursor, File, Order, Page, PageQuery
-from server.errors import ApiError, ContainerNotFound, InvalidRequest, NotSupported
+from server.errors import (
+    ApiError,
+    ContainerNotFound,
+    InvalidRequest,
+    NotSupported,
+    ServiceUnavailable,
+)
 from server.ids import Clock, new_container_id
-from server.runtime import EgressPolicy, SandboxRuntime, SandboxRuntimeError, SandboxSpec
+from server.runtime import (
+    EgressPolicy,
+    RuntimeUnavailable,
+    SandboxRuntime,
+    SandboxRuntimeError,
+    SandboxSpec,
+)
 from server.services.activity import Activity
 from server.services.capacity import Capacity
 from server.services.container_files import ContainerFileService
@@ -22,7 +34,7 @@ from server.services.network import SecretRequest, egress_policy
 from server.services.skill_bundle import Installed, install_archive
 from server.services.skills import ContainerSkill, SkillService
 from server.services.warm_pool import WarmPool
-from server.store import ContainerRepository
+from server.store import DELETING, ContainerRepository, StorageFull
 
 log = logging.getLogger("localbox.containers")
 
@@ -67,6 +79,8 @@ class ContainerService:
         self._pool = pool
         self._creating: set[str] = set()
         """Containers whose sandbox exists before their record: reconcile spares them."""
+        self._deleting: set[str] = set()
+        """Containers whose delete runs in a request: reconcile leaves them to it."""
         self._creating_lock = threading.Lock()
         self._skills = skills
 
@@ -192,11 +206,15 @@ class ContainerService:
         return egress_policy(req.allowed_domains, req.domain_secrets)
 
     def retrieve(self, container_id: str) -> Container:
-        """Return the container and mark it active."""
-        container = self._repo.touch(container_id, self._now())
+        """Return the container and mark it active. A container past its deadline has expired
+        (whether or not the sweep has removed its sandbox yet): it is answered as expired and
+        its deadline stays where it was; one running code is in use, so it is still running."""
+        now = self._now()
+        busy = self._activity.is_busy(container_id)
+        container = self._repo.touch(container_id, now, past_deadline=busy)
         if container is None:
             raise ContainerNotFound(container_id)
-        return container
+        return container if busy else container.as_of(now)
 
     def list(
         self, *, order: Order, limit: int, after: str | None, before: str | None, name: str | None
@@ -208,17 +226,44 @@ class ContainerService:
             after=self._cursor(after, "after"),
             before=self._cursor(before, "before"),
         )
-        return self._repo.list_page(query, name=name)
+        page = self._repo.list_page(query, name=name)
+        now = self._now()
+        page.items = [c if self._activity.is_busy(c.id) else c.as_of(now) for c in page.items]
+        return page
 
     def delete(self, container_id: str) -> None:
-        """Remove the sandbox with its files, then the record."""
-        if self._repo.get(container_id) is None:
-            raise ContainerNotFound(container_id)
-        with runtime_errors("remove the sandbox"):
-            self._runtime.destroy(container_id)
+        """Remove the sandbox with its files, then the record.
+
+        The record says "deleting" before anything is removed: from then on the container is
+        gone for the API, and a delete cut short (a kill, a crash, the engine down) is
+        finished by the next reconcile. While the engine is down the delete answers at once
+        and the sandbox goes when the engine is back.
+        """
+        with self._creating_lock:
+            self._deleting.add(container_id)
+        try:
+            if not self._repo.mark_deleting(container_id):
+                raise ContainerNotFound(container_id)
+            try:
+                with runtime_errors("remove the sandbox"):
+                    self._runtime.destroy(container_id)
+            except ServiceUnavailable:
+                log.warning(
+                    "deleted container %s; the engine does not answer, so its sandbox is "
+                    "removed at the next reconcile",
+                    container_id,
+                )
+                return
+            self._forget(container_id)
+        finally:
+            with self._creating_lock:
+                self._deleting.discard(container_id)
+        log.info("deleted container %s", container_id)
+
+    def _forget(self, container_id: str) -> None:
+        """Drop the records of a container whose sandbox is gone."""
         self._files.forget(container_id)
         self._repo.delete(container_id)
-        log.info("deleted container %s", container_id)
 
     def expire_due(self) -> Sequence[str]:
         """Expire every running container past last_active_at + minutes: its sandbox, volume
@@ -228,9 +273,13 @@ class ContainerService:
         for cid in self._repo.due_ids(now):
             if self._activity.is_busy(cid):
                 continue  # code is running in it: it is active
-            if not self._repo.expire_if_due(cid, now):
-                continue  # touched since the query
-            self._files.forget(cid)
+            try:
+                if not self._repo.expire_if_due(cid, now):
+                    continue  # touched since the query
+                self._files.forget(cid)
+            except StorageFull as exc:
+                log.warning("could not expire %s yet: %s", cid, exc)
+                continue
             expired.append(cid)
             try:
                 self._runtime.destroy(cid)
@@ -241,34 +290,65 @@ class ContainerService:
         return expired
 
     def reconcile(self, grace_seconds: float = 60.0) -> None:
-        """Make sandboxes and records agree: orphans go, lost sandboxes expire, stopped restart."""
+        """Make sandboxes and records agree: deletes cut short are finished, orphans go, lost
+        sandboxes expire, stopped ones restart. Each repair stands alone: one that fails is
+        logged and the others go on. SandboxRuntimeError when the engine does not answer."""
+        with self._creating_lock:
+            creating = set(self._creating)
+            in_request = set(self._deleting)
+        deleting = set(self._repo.ids_with_status(DELETING)) - in_request
+        for cid in sorted(deleting):
+            if self._repair("finish deleting", self._finish_delete, cid):
+                metrics.count_reconcile("finished_delete")
         sandboxes = {s.container_id: s for s in self._runtime.list_sandboxes()}
         running_ids = set(self._repo.ids_with_status("running"))
         now = self._clock()
-        with self._creating_lock:
-            creating = set(self._creating)
         for cid, sandbox in sandboxes.items():
             if cid not in running_ids:
-                if cid in creating:
-                    continue  # its record is not written yet
+                if cid in creating or cid in in_request or cid in deleting:
+                    continue  # its record is not written yet, or its delete is under way
                 if now - sandbox.created_at < grace_seconds and self._repo.get(cid) is None:
                     continue  # a create may be in flight in another process
                 log.info("removing sandbox %s: no running container owns it", cid)
-                self._runtime.destroy(cid)
-                metrics.count_reconcile("removed_orphan")
+                if self._repair("remove the sandbox of", self._runtime.destroy, cid):
+                    metrics.count_reconcile("removed_orphan")
             elif sandbox.state == "stopped":
                 log.info("starting stopped sandbox %s", cid)
-                self._runtime.start(cid)
-                metrics.count_reconcile("restarted")
+                if self._repair("start the sandbox of", self._runtime.start, cid):
+                    metrics.count_reconcile("restarted")
         for cid in running_ids - sandboxes.keys():
             log.warning("sandbox of container %s vanished; marking it expired", cid)
-            self._repo.set_status(cid, "expired")
-            self._files.forget(cid)
-            metrics.count_reconcile("marked_expired")
+            if self._repair("mark expired", self._lost, cid):
+                metrics.count_reconcile("marked_expired")
         self._runtime.reconcile_egress(self._repo.running_allowlisted_ids(), grace_seconds)
         if self._pool is not None:
             self._pool.reconcile()
         self._runtime.prune_volumes(grace_seconds=max(grace_seconds, 60.0))
+
+    def _finish_delete(self, container_id: str) -> None:
+        self._runtime.destroy(container_id)
+        self._forget(container_id)
+        log.info("finished deleting container %s", container_id)
+
+    def _lost(self, container_id: str) -> None:
+        self._repo.set_status(container_id, "expired")
+        self._files.forget(container_id)
+
+    @staticmethod
+    def _repair(what: str, action: Callable[[str], object], container_id: str) -> bool:
+        """Run one repair; a failure is logged, not raised, so that the others still run
+        (and a start-up never fails on one bad record). An engine that stopped answering
+        ends the pass (SandboxRuntimeError)."""
+        try:
+            action(container_id)
+            return True
+        except RuntimeUnavailable:
+            raise
+        except (SandboxRuntimeError, StorageFull) as exc:
+            log.warning("reconcile: could not %s %s: %s", what, container_id, exc)
+        except Exception:
+            log.exception("reconcile: could not %s %s", what, container_id)
+        return False
 
     def _cursor(self, container_id: str | None, param: str) -> Cursor | None:
         if container_id is None:

@@ -283,7 +283,9 @@ class ExecutionService:
             self._files.sync(container_id)
         result.duration_ms = int((time.monotonic() - started) * 1000)
         if result.duration_ms >= 1000:  # last_active_at has whole seconds: a short call
-            self._containers.touch(container_id, int(self._clock()))  # was counted at start
+            # was counted at start. The call kept the container in use (the sweep spares a
+            # busy container), so a deadline passed meanwhile is moved on all the same.
+            self._containers.touch(container_id, int(self._clock()), past_deadline=True)
         return result
 
     @staticmethod

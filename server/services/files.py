@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Sequence
-from contextlib import nullcontext
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -14,8 +15,9 @@ from server.domain import File, Order, Page, PageQuery
 from server.errors import FileNotFound, InvalidRequest, PayloadTooLarge
 from server.ids import Clock, new_file_id
 from server.services.capacity import Capacity
+from server.services.errors import disk_full
 from server.services.names import safe_name
-from server.store import BlobStore, FileRepository
+from server.store import BlobStore, FileRepository, StorageFull
 
 log = logging.getLogger("localbox.files")
 
@@ -72,6 +74,9 @@ class FileService:
         self._clock = clock
         self.max_bytes = max_bytes
         self._capacity = capacity
+        self._uploading: set[str] = set()
+        """Files being written (bytes, then record): reconcile leaves their bytes alone."""
+        self._lock = threading.Lock()
 
     def upload(
         self,
@@ -95,8 +100,12 @@ class FileService:
             raise PayloadTooLarge(self.max_bytes)
         name = safe_name(filename)
         file_id = new_file_id()
-        with self._capacity.file_bytes(size) if self._capacity else nullcontext():
-            stored = self._blobs.save(file_id, source)
+        admitted = self._capacity.file_bytes(size) if self._capacity else nullcontext()
+        with admitted, self._in_flight(file_id):
+            try:
+                stored = self._blobs.save(file_id, source)
+            except StorageFull as exc:
+                raise disk_full(exc) from exc
             created_at = int(self._clock())
             file = File(
                 id=file_id,
@@ -108,10 +117,22 @@ class FileService:
             )
             try:
                 self._repo.add(file)
-            except Exception:
+            except Exception as exc:
                 self._blobs.remove(file_id)
+                if isinstance(exc, StorageFull):
+                    raise disk_full(exc) from exc
                 raise
         return file
+
+    @contextmanager
+    def _in_flight(self, file_id: str) -> Iterator[None]:
+        with self._lock:
+            self._uploading.add(file_id)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._uploading.discard(file_id)
 
     def retrieve(self, file_id: str, param: str | None = None) -> File:
         """The file; 404 when unknown or expired (even before the sweep has removed it)."""
@@ -140,6 +161,8 @@ class FileService:
         self.retrieve(file_id)
         self._repo.delete(file_id)
         self._blobs.remove(file_id)
+        if self._capacity is not None:
+            self._capacity.keep_reserve()  # the room just freed may hold it again
 
     def content(self, file_id: str, param: str | None = None) -> tuple[File, Path]:
         file = self.retrieve(file_id, param)
@@ -167,3 +190,27 @@ class FileService:
         if removed:
             log.info("expired %d file(s)", len(removed))
         return removed
+
+    def reconcile(self) -> int:
+        """Remove bytes that no file owns: temporaries of uploads cut short (a kill while the
+        bytes were written) and stored bytes without a record (a kill between writing the
+        bytes and recording them, or between deleting a record and its bytes). Uploads under
+        way are left alone. Run at start-up and periodically; returns the bytes freed."""
+        # Listed before the uploads under way are read: bytes listed here whose upload is
+        # over by then have their record (or are gone) by the time the records are read.
+        temporaries = self._blobs.temporaries()
+        stored = self._blobs.ids()
+        with self._lock:
+            busy = set(self._uploading)
+        freed = sum(self._blobs.remove_temporary(t) for t in temporaries if t not in busy)
+        candidates = [i for i in stored if i not in busy]
+        known = self._repo.known(candidates)
+        orphans = [i for i in candidates if i not in known]
+        freed += sum(self._blobs.remove(file_id) for file_id in orphans)
+        if freed or orphans:
+            log.info(
+                "removed %d byte(s) of unfinished uploads and %d file(s) without a record",
+                freed,
+                len(orphans),
+            )
+        return freed

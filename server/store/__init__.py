@@ -1,20 +1,25 @@
 """Persistence: SQLModel tables and repositories. The only package that imports sqlmodel."""
 
 from server.store.container_files import ContainerFileRepository
-from server.store.containers import ContainerRepository
+from server.store.containers import DELETING, ContainerRepository
 from server.store.database import Database
 from server.store.files import BlobStore, FileRepository
 from server.store.responses import ResponseRepository, StoredResponse
 from server.store.skills import SkillBundleStore, SkillRepository
+from server.store.space import DiskReserve, StorageFull, no_room
 
 __all__ = [
+    "DELETING",
     "BlobStore",
     "ContainerFileRepository",
     "ContainerRepository",
     "Database",
+    "DiskReserve",
     "FileRepository",
     "ResponseRepository",
     "SkillBundleStore",
     "SkillRepository",
+    "StorageFull",
     "StoredResponse",
+    "no_room",
 ]

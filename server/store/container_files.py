@@ -6,7 +6,7 @@ from sqlalchemy import Table, bindparam, insert, update
 from sqlmodel import col, delete, select
 
 from server.domain import ContainerFile, Page, PageQuery
-from server.store.database import Database
+from server.store.database import Database, frees_space
 from server.store.repository import load_page
 from server.store.tables import ContainerFileRecord
 
@@ -49,11 +49,13 @@ class ContainerFileRepository:
             s.add(ContainerFileRecord(**vars(file)))
             s.commit()
 
+    @frees_space
     def delete(self, file_id: str) -> None:
         with self._db.session() as s:
             s.exec(delete(ContainerFileRecord).where(col(ContainerFileRecord.id) == file_id))
             s.commit()
 
+    @frees_space
     def delete_all(self, container_id: str) -> None:
         with self._db.session() as s:
             s.exec(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import col, func, select, update
 
 from server.domain import Container, Page, PageQuery
+from server.store.database import frees_space
 from server.store.repository import Repository
 from server.store.tables import ContainerRecord
 
@@ -38,6 +39,11 @@ def _container_record(c: Container) -> ContainerRecord:
     )
 
 
+DELETING = "deleting"
+"""The status of a container whose delete has begun: it is gone for the API, and reconcile
+finishes the delete (sandbox, volumes, record) if it was cut short."""
+
+
 class ContainerRepository(Repository[ContainerRecord, Container]):
     record = ContainerRecord
 
@@ -47,29 +53,53 @@ class ContainerRepository(Repository[ContainerRecord, Container]):
     def to_record(self, item: Container) -> ContainerRecord:
         return _container_record(item)
 
-    def touch(self, container_id: str, now: int) -> Container | None:
-        """Set last_active_at (and so the deadline) of a running container; return it."""
+    def touch(
+        self, container_id: str, now: int, *, past_deadline: bool = False
+    ) -> Container | None:
+        """Set last_active_at (and so the deadline) of a running container before its
+        deadline, and return it; None for an unknown container or one being deleted. A
+        container past its deadline is left as it is (it has expired, whether or not the sweep
+        has marked it yet) unless past_deadline says it was in use all along (running code)."""
         with self._db.session() as s:
             rec = s.get(ContainerRecord, container_id)
-            if rec is None:
+            if rec is None or rec.status == DELETING:
                 return None
-            if rec.status == "running" and rec.last_active_at < now:
+            if (
+                rec.status == "running"
+                and rec.last_active_at < now
+                and (rec.expires_at > now or past_deadline)
+            ):
                 rec.last_active_at = now
                 rec.expires_at = now + 60 * rec.expires_after_minutes
                 s.add(rec)
                 s.commit()
             return _container(rec)
 
+    @frees_space
+    def mark_deleting(self, container_id: str) -> bool:
+        """Record that the container is being deleted (before its sandbox is removed), so a
+        delete cut short is finished at the next reconcile; False if there is no such record."""
+        with self._db.session() as s:
+            result = s.exec(
+                update(ContainerRecord)
+                .where(col(ContainerRecord.id) == container_id)
+                .values(status=DELETING)
+            )
+            s.commit()
+            return bool(result.rowcount)
+
+    @frees_space
     def set_status(self, container_id: str, status: str) -> None:
+        """Change the status; a container being deleted keeps that status."""
         with self._db.session() as s:
             rec = s.get(ContainerRecord, container_id)
-            if rec is not None:
+            if rec is not None and rec.status != DELETING:
                 rec.status = status
                 s.add(rec)
                 s.commit()
 
     def list_page(self, query: PageQuery, name: str | None = None) -> Page[Container]:
-        stmt = select(ContainerRecord)
+        stmt = select(ContainerRecord).where(col(ContainerRecord.status) != DELETING)
         if name is not None:
             stmt = stmt.where(ContainerRecord.name == name)
         return self._page(stmt, query)
@@ -82,6 +112,7 @@ class ContainerRepository(Repository[ContainerRecord, Container]):
             )
             return list(s.exec(stmt).all())
 
+    @frees_space
     def expire_if_due(self, container_id: str, now: int) -> bool:
         """Mark the container expired if it is still running and past its deadline."""
         with self._db.session() as s:

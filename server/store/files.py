@@ -11,7 +11,10 @@ from sqlmodel import col, func, or_, select
 
 from server.domain import File, Page, PageQuery
 from server.store.repository import Repository
+from server.store.space import StorageFull, no_room
 from server.store.tables import FileRecord
+
+CHUNK = 500  # ids per SELECT ... IN (...)
 
 
 def _to_domain(rec: FileRecord) -> File:
@@ -63,9 +66,24 @@ class FileRepository(Repository[FileRecord, File]):
         with self._db.session() as s:
             return int(s.exec(select(func.coalesce(func.sum(FileRecord.bytes), 0))).one())
 
+    def known(self, file_ids: list[str]) -> set[str]:
+        """Which of these ids have a record."""
+        found: set[str] = set()
+        with self._db.session() as s:
+            for start in range(0, len(file_ids), CHUNK):
+                chunk = file_ids[start : start + CHUNK]
+                found.update(s.exec(select(FileRecord.id).where(col(FileRecord.id).in_(chunk))))
+        return found
+
 
 class BlobStore:
-    """Files-API bytes, one file per id under a directory; writes land atomically."""
+    """Files-API bytes, one file per id under a directory.
+
+    A file is written under a temporary name in root/.incoming (the same disk, so the rename
+    is atomic, and a directory that holds nothing but temporaries) and renamed into place only
+    once all of it is on disk: a stored file is always whole. A write cut short by a kill
+    leaves its temporary behind; the file service removes those (remove_temporary).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -77,19 +95,48 @@ class BlobStore:
         return self.root / file_id
 
     def save(self, file_id: str, source: BinaryIO) -> int:
-        """Copy source into the store; returns the byte count. Nothing is left on failure."""
+        """Copy source into the store; returns the byte count. Nothing is left on failure;
+        StorageFull when the disk has no room for it."""
         tmp = self._incoming / file_id
         try:
             with tmp.open("wb") as out:
                 shutil.copyfileobj(source, out, 1 << 20)
                 size = out.tell()
+                out.flush()
+                os.fsync(out.fileno())
             os.replace(tmp, self.path(file_id))
+        except OSError as exc:
+            if no_room(exc):
+                raise StorageFull(f"no room for the file's bytes ({exc})") from exc
+            raise
         finally:
             tmp.unlink(missing_ok=True)
         return size
 
+    def ids(self) -> list[str]:
+        """The ids of the files stored (temporaries are not files)."""
+        return [e.name for e in os.scandir(self.root) if not e.name.startswith(".") and e.is_file()]
+
+    def temporaries(self) -> list[str]:
+        """The names of the files being written, or left by writes cut short."""
+        return [e.name for e in os.scandir(self._incoming)]
+
+    def remove_temporary(self, name: str) -> int:
+        """Remove a temporary; returns the bytes it held (0 if it was gone already)."""
+        return _unlink(self._incoming / name)
+
     def open(self, file_id: str) -> BinaryIO:
         return self.path(file_id).open("rb")
 
-    def remove(self, file_id: str) -> None:
-        self.path(file_id).unlink(missing_ok=True)
+    def remove(self, file_id: str) -> int:
+        """Remove a file's bytes; returns how many there were (0 if none)."""
+        return _unlink(self.path(file_id))
+
+
+def _unlink(path: Path) -> int:
+    try:
+        size = path.lstat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return size

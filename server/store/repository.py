@@ -9,7 +9,7 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.expression import SelectOfScalar
 
 from server.domain import Page, PageQuery
-from server.store.database import Database
+from server.store.database import Database, frees_space
 from server.store.paging import cut, paged
 
 R = TypeVar("R", bound=SQLModel)
@@ -40,6 +40,7 @@ class Repository(Generic[R, D]):
             rec = s.get(self.record, item_id)
             return self.to_domain(rec) if rec else None
 
+    @frees_space
     def delete(self, item_id: str) -> bool:
         with self._db.session() as s:
             rec = s.get(self.record, item_id)

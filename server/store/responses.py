@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import col, delete, select
 
-from server.store.database import Database
+from server.store.database import Database, frees_space
 from server.store.tables import ResponseItemRecord, ResponseRecord
 
 
@@ -55,6 +55,7 @@ class ResponseRepository:
             return None
         return StoredResponse(json.loads(rec.body), json.loads(rec.input_items))
 
+    @frees_space
     def delete(self, response_id: str) -> bool:
         with self._db.session() as s:
             rec = s.get(ResponseRecord, response_id)

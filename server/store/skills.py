@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlmodel import Session, col, func, select
 
 from server.domain import Order, Page, PageQuery, Skill, SkillVersion
-from server.store.database import Database
+from server.store.database import Database, frees_space
 from server.store.repository import load_page
 from server.store.tables import SkillRecord, SkillVersionRecord
 
@@ -146,6 +146,7 @@ class SkillRepository:
                 s.add(rec)
                 s.commit()
 
+    @frees_space
     def delete_version(self, skill_id: str, number: int) -> bool:
         with self._db.session() as s:
             rec = s.exec(
@@ -159,6 +160,7 @@ class SkillRepository:
             s.commit()
             return True
 
+    @frees_space
     def delete(self, skill_id: str) -> bool:
         """Remove the skill and every version of it."""
         with self._db.session() as s:
@@ -192,6 +194,15 @@ class SkillBundleStore:
 
     def path(self, skill_id: str, version: int) -> Path:
         return self.root / skill_id / f"{version}.zip"
+
+    def remove_scratch(self) -> int:
+        """Remove every scratch file (bundles a killed server was writing); call it only
+        while no bundle is being written, at start-up. Returns how many went."""
+        removed = 0
+        for entry in self._incoming.iterdir():
+            entry.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def keep(self, scratch: Path, skill_id: str, version: int) -> None:
         """Move a written bundle into place (atomically)."""
