@@ -18,7 +18,7 @@ from server.api.deps import require_api_key
 from server.api.uploads import BodyLimitMiddleware
 from server.config import Settings
 from server.domain import MEMORY_LIMITS
-from server.errors import install_error_handlers
+from server.errors import SandboxFailure, install_error_handlers
 from server.ids import Clock, system_clock
 from server.instance import load_instance_id
 from server.middleware import LoopbackGuardMiddleware, RequestMiddleware
@@ -28,7 +28,7 @@ from server.services.activity import Activity
 from server.services.capacity import Capacity, Limits
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
-from server.services.errors import disk_full
+from server.services.errors import OutageCheck, disk_full
 from server.services.execution import ExecutionService
 from server.services.files import FileService
 from server.services.responses import ResponseService, SandboxServices, TurnSettings
@@ -270,7 +270,9 @@ def create_app(
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics_api.router, dependencies=[Depends(require_api_key)])
-    install_error_handlers(app, {StorageFull: disk_full})
+    install_error_handlers(
+        app, {StorageFull: disk_full, SandboxFailure: OutageCheck(runtime).answer}
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         max_upload_bytes=settings.max_upload_bytes,

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("localbox")
@@ -307,13 +308,17 @@ def _validation_message(err: dict[str, Any], param: str | None) -> str:
     return f"Invalid value for '{param}': {detail}."
 
 
+Translator = Callable[[Exception, Mapping[str, str]], ApiError]
+"""Makes the ApiError to answer an exception with, given the route's path parameters; it may
+block (it runs on a worker thread)."""
+
+
 def install_error_handlers(
-    app: FastAPI,
-    translated: Mapping[type[Exception], Callable[[Exception], ApiError]] | None = None,
+    app: FastAPI, translated: Mapping[type[Exception], Translator] | None = None
 ) -> None:
-    """Render ApiErrors, validation failures and routing errors in OpenAI's shape; exceptions
-    of the types in translated are answered as the ApiError made from them (lower layers'
-    errors that may come from anywhere, such as a full disk)."""
+    """Render ApiErrors, validation failures and routing errors in OpenAI's shape. Exceptions
+    of the types in translated (an ApiError subclass, or an error of a lower layer that may
+    come from anywhere, such as a full disk) are answered as their translator says."""
 
     async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -346,9 +351,10 @@ def install_error_handlers(
             headers=exc.headers,
         )
 
-    def translator(to_api: Callable[[Exception], ApiError]) -> Callable[..., Any]:
+    def translator(to_api: Translator) -> Callable[..., Any]:
         async def on_translated(request: Request, exc: Exception) -> JSONResponse:
-            return await on_api_error(request, to_api(exc))
+            params = {k: str(v) for k, v in request.path_params.items()}
+            return await on_api_error(request, await run_in_threadpool(to_api, exc, params))
 
         return on_translated
 

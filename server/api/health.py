@@ -16,4 +16,6 @@ async def health(request: Request) -> JSONResponse:
     checks: dict[str, str] = await run_in_threadpool(request.app.state.health_checks)
     ok = all(v == "ok" for v in checks.values())
     result = Health(status="ok" if ok else "unavailable", checks=checks)
-    return JSONResponse(result.model_dump(), status_code=200 if ok else 503)
+    if ok:
+        return JSONResponse(result.model_dump())
+    return JSONResponse(result.model_dump(), status_code=503, headers={"retry-after": "1"})

@@ -297,9 +297,11 @@ class ContainerService:
             creating = set(self._creating)
             in_request = set(self._deleting)
         deleting = set(self._repo.ids_with_status(DELETING)) - in_request
+        finished = 0
         for cid in sorted(deleting):
             if self._repair("finish deleting", self._finish_delete, cid):
                 metrics.count_reconcile("finished_delete")
+                finished += 1
         sandboxes = {s.container_id: s for s in self._runtime.list_sandboxes()}
         running_ids = set(self._repo.ids_with_status("running"))
         now = self._clock()
@@ -323,7 +325,11 @@ class ContainerService:
         self._runtime.reconcile_egress(self._repo.running_allowlisted_ids(), grace_seconds)
         if self._pool is not None:
             self._pool.reconcile()
-        self._runtime.prune_volumes(grace_seconds=max(grace_seconds, 60.0))
+        # Unused volumes go once a minute old (a create may be in flight), or at once when a
+        # delete cut short was finished at start-up: a claimed spare's volumes are named for
+        # the spare, so only this sweep finds those the kill left.
+        volume_grace = grace_seconds if finished else max(grace_seconds, 60.0)
+        self._runtime.prune_volumes(grace_seconds=volume_grace)
 
     def _finish_delete(self, container_id: str) -> None:
         self._runtime.destroy(container_id)

@@ -4,18 +4,24 @@ running-container guard."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from server.domain import Container
 from server.errors import (
+    ApiError,
     ContainerExpired,
     ContainerNotFound,
     DiskFull,
     SandboxFailure,
     ServiceUnavailable,
 )
-from server.runtime import RuntimeUnavailable, SandboxFileNotFound, SandboxRuntimeError
+from server.runtime import (
+    RuntimeUnavailable,
+    SandboxFileNotFound,
+    SandboxRuntime,
+    SandboxRuntimeError,
+)
 from server.store import ContainerRepository
 
 log = logging.getLogger("localbox.services")
@@ -28,9 +34,7 @@ def runtime_errors(action: str) -> Iterator[None]:
         yield
     except RuntimeUnavailable as exc:
         log.warning("%s: %s", action, exc)
-        raise ServiceUnavailable(
-            "The sandbox engine (Docker) is not answering; try again shortly."
-        ) from exc
+        raise engine_unavailable() from exc
     except SandboxFileNotFound:
         raise
     except SandboxRuntimeError as exc:
@@ -38,7 +42,47 @@ def runtime_errors(action: str) -> Iterator[None]:
         raise SandboxFailure(f"Could not {action}.") from exc
 
 
-def disk_full(exc: Exception) -> DiskFull:
+def engine_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("The sandbox engine (Docker) is not answering; try again shortly.")
+
+
+class OutageCheck:
+    """Tells an outage from a sandbox's own failure, once a call to a sandbox has failed
+    (SandboxFailure, a 500). A call cut off by an engine going away, or made while the
+    container's sandbox is not running (the engine restarted and has not started it again
+    yet, say), fails in ways the runtime cannot tell from a real failure; asked afterwards,
+    the engine can: if it does not answer, or the sandbox is stopped, the failure is passing
+    and is answered 503, which the SDKs retry (a stopped sandbox is started again, as the
+    reconcile would). Runs only on that error path."""
+
+    def __init__(self, runtime: SandboxRuntime) -> None:
+        self._runtime = runtime
+
+    def answer(self, failure: Exception, params: Mapping[str, str]) -> ApiError:
+        assert isinstance(failure, ApiError)
+        container_id = params.get("container_id")
+        try:
+            self._runtime.ping()
+            stopped = container_id is not None and any(
+                s.container_id == container_id and s.state == "stopped"
+                for s in self._runtime.list_sandboxes()
+            )
+            if stopped:
+                assert container_id is not None
+                log.warning("the sandbox of %s is not running; starting it", container_id)
+                self._runtime.start(container_id)
+        except SandboxRuntimeError as exc:
+            log.warning("the sandbox engine does not answer: %s", exc)
+            return engine_unavailable()
+        if stopped:
+            return ServiceUnavailable(
+                "The container's sandbox was not running (the sandbox engine restarted, say); "
+                "it is being started again. Try again shortly."
+            )
+        return failure
+
+
+def disk_full(exc: Exception, _: Mapping[str, str] | None = None) -> DiskFull:
     """A write that found the data disk full (StorageFull), as the API answers it."""
     log.warning("refused for lack of disk space: %s", exc)
     return DiskFull(

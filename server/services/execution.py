@@ -198,6 +198,10 @@ class ExecutionService:
             raise InvalidRequest("timeout must be a positive, finite number of seconds.", "timeout")
         self.queues.check_room(container_id)
         await run_in_threadpool(self._touch, container_id)
+        if streaming:
+            # A stream's status goes out before the call reaches the sandbox: an engine that
+            # does not answer is found now, while the answer can still be a 503.
+            await run_in_threadpool(self._engine_answers)
         seconds = min(code_timeout or self.default_timeout, self.max_timeout)
         release, waited = await self.queues.acquire(container_id, seconds)
         try:
@@ -311,3 +315,7 @@ class ExecutionService:
 
     def _touch(self, container_id: str) -> None:
         touch_running(self._containers, container_id, int(self._clock()))
+
+    def _engine_answers(self) -> None:
+        with runtime_errors("reach the sandbox engine"):
+            self._runtime.ping()
