@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field, field_validator, model_serializer
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 from server import domain
 from server.services.execution import ExecResult
@@ -12,6 +18,20 @@ from server.services.network import SecretRequest
 from server.services.skills import ContainerSkill, InlineSkill, SkillReference
 
 T = TypeVar("T")
+
+
+class OmitsUnset(BaseModel):
+    """A wire model with fields the spec makes optional but not nullable: such a field is
+    left out of the answer when it has no value, never sent as null."""
+
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
+
+    # No return annotation on purpose: pydantic would publish it (a bare dict) as the model's
+    # JSON schema in /openapi.json instead of the model's fields.
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k not in self.OPTIONAL}
 
 
 class ExpiresAfterCreate(BaseModel):
@@ -107,14 +127,11 @@ class ExpiresAfter(BaseModel):
     minutes: int
 
 
-class NetworkPolicy(BaseModel):
-    type: str
-    allowed_domains: list[str] | None = None
+class NetworkPolicy(OmitsUnset):
+    OPTIONAL = frozenset({"allowed_domains"})
 
-    @model_serializer(mode="wrap")
-    def _drop_none(self, handler: Any) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if v is not None}
+    type: Literal["allowlist", "disabled"]
+    allowed_domains: list[str] | None = None
 
 
 class Container(BaseModel):
@@ -166,7 +183,9 @@ class ContainerFile(BaseModel):
         )
 
 
-class FileObject(BaseModel):
+class FileObject(OmitsUnset):
+    OPTIONAL = frozenset({"expires_at"})
+
     id: str
     object: Literal["file"] = "file"
     bytes: int

@@ -32,6 +32,7 @@ from server.services.responses.items import (
     shell_output_item,
     shown_item,
     shown_response,
+    upstream_error,
     usage_object,
 )
 from server.services.responses.request import CreateResponse
@@ -679,10 +680,9 @@ class Turn:
     def _fail(self, exc: UpstreamError) -> list[Event]:
         self._finish("failed")
         status = f" (status {exc.status})" if exc.status is not None else ""
-        self.response["error"] = {
-            "code": "upstream_error",
-            "message": f"The model upstream failed{status}: {exc.message}",
-        }
+        self.response["error"] = upstream_error(
+            f"The model upstream failed{status}: {exc.message}", exc.status
+        )
         return self.emit(
             "response.failed", response=shown_response(self.response, self.req.include)
         )
