@@ -178,7 +178,7 @@ def test_upstream_errors(rclient: openai.OpenAI, scripted: ScriptedUpstream) -> 
     resp = rclient.responses.create(model=MODEL, input="x")
     assert resp.status == "failed"
     assert resp.error is not None
-    assert resp.error.code == "server_error"
+    assert resp.error.code == "upstream_error"
     assert "503" in resp.error.message
     assert UPSTREAM_KEY not in resp.error.message
     assert rclient.responses.retrieve(resp.id).status == "failed"
@@ -203,7 +203,7 @@ def test_an_unreachable_upstream_fails_the_response(tmp_path: Path) -> None:
         resp = client.responses.create(model=MODEL, input="x")
         assert resp.status == "failed"
         assert resp.error is not None
-        assert resp.error.code == "server_error"
+        assert resp.error.code == "upstream_error"
         assert "could not be reached" in resp.error.message
 
 

@@ -58,10 +58,14 @@ def echoed_tool(tool: dict[str, Any]) -> dict[str, Any]:
     return tool
 
 
-def upstream_error(message: str, status: int | None) -> dict[str, Any]:
-    """A Response's error for a failed upstream, with a code the spec's enum has."""
-    code = "rate_limit_exceeded" if status == 429 else "server_error"
-    return {"code": code, "message": message}
+UPSTREAM_ERROR = "upstream_error"
+"""The code of a response that failed upstream: not in the spec's enum of codes (which knows
+no upstream), on purpose, so that a client can tell the model's server from localbox."""
+
+
+def upstream_error(message: str) -> dict[str, Any]:
+    """A Response's error for a failed upstream."""
+    return {"code": UPSTREAM_ERROR, "message": message}
 
 
 def usage_object(usage: Usage) -> dict[str, Any]:

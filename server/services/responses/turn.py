@@ -680,9 +680,7 @@ class Turn:
     def _fail(self, exc: UpstreamError) -> list[Event]:
         self._finish("failed")
         status = f" (status {exc.status})" if exc.status is not None else ""
-        self.response["error"] = upstream_error(
-            f"The model upstream failed{status}: {exc.message}", exc.status
-        )
+        self.response["error"] = upstream_error(f"The model upstream failed{status}: {exc.message}")
         return self.emit(
             "response.failed", response=shown_response(self.response, self.req.include)
         )
