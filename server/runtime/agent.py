@@ -89,6 +89,15 @@ class AgentClient:
     def cancel(self, request_id: str) -> None:
         self._send({"op": "cancel", "id": request_id})
 
+    def stop_strays(self) -> None:
+        """Tell the agent to stop every call sent to it before now, running or queued: sent
+        first on a new channel, since a call still running there was started by a caller that
+        is gone (a server process that died, or a channel that broke mid-call), and the next
+        call would wait behind it. The interpreter is interrupted, not restarted, so its state
+        is kept when the code stops on an interrupt. The agent's answer ("stopped") is not
+        waited for: whatever is sent next is read after it."""
+        self._send({"op": "stop", "id": f"stop-{time.monotonic_ns()}"})
+
     def ping(self, timeout: float = 5.0) -> None:
         request_id = f"ping-{time.monotonic_ns()}"
         self._send({"op": "ping", "id": request_id})

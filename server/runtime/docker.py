@@ -118,6 +118,8 @@ class DockerRuntime:
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
         self._agents: dict[str, AgentClient] = {}
+        self._attaching: dict[str, threading.Lock] = {}
+        """Per sandbox, held while an attach to its agent is made."""
         self._spare_memory: dict[str, int] = {}
         """The memory limit of the spares this runtime made, so a claim need not look."""
         self.direct_volume_io = direct_volume_io
@@ -187,6 +189,7 @@ class DockerRuntime:
         with self._lock:
             self._agents[spec.container_id] = self._agents.pop(spare_id, agent)
             self._roots.pop(spare_id, None)
+            self._attaching.pop(spare_id, None)
 
     def prune_volumes(self, grace_seconds: float) -> int:
         removed = 0
@@ -292,6 +295,7 @@ class DockerRuntime:
         with self._lock:
             self._spare_memory.pop(container_id, None)
             self._roots.pop(container_id, None)
+            self._attaching.pop(container_id, None)
         name = sandbox_name(container_id)
         # A sandbox made for this container has volumes named for it; a claimed spare's
         # are named for the spare, so they are read from its mounts.
@@ -526,20 +530,35 @@ class DockerRuntime:
     def _agent(self, container_id: str) -> AgentClient:
         with self._lock:
             agent = self._agents.get(container_id)
+            attaching = self._attaching.setdefault(container_id, threading.Lock())
         if agent is not None:
             return agent
-        sandbox = self._sandbox(container_id)
-        with _translated("attach to sandbox"):
-            if sandbox.status != "running":
-                sandbox.start()
-            raw = self.client.api.attach_socket(
-                sandbox_name(container_id),
-                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1},
-            )
-        agent = AgentClient(AttachChannel(raw, container_id), container_id)
-        with self._lock:
-            self._agents[container_id] = agent
-        return agent
+        # One attach at a time per sandbox: a second one's stop must not reach a call that
+        # went out over the first.
+        with attaching:
+            with self._lock:
+                agent = self._agents.get(container_id)
+            if agent is not None:
+                return agent
+            sandbox = self._sandbox(container_id)
+            with _translated("attach to sandbox"):
+                if sandbox.status != "running":
+                    sandbox.start()
+                raw = self.client.api.attach_socket(
+                    sandbox_name(container_id),
+                    params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1},
+                )
+            agent = AgentClient(AttachChannel(raw, container_id), container_id)
+            # No call of this process runs over an earlier channel (a call whose channel
+            # broke has ended for its caller): whatever runs there now is a stray, left by a
+            # server killed mid-call, say. It is stopped before anything else is sent.
+            try:
+                agent.stop_strays()
+            except AgentGone as exc:
+                log.info("could not reach the agent of %s: %s", container_id, exc)
+            with self._lock:
+                self._agents[container_id] = agent
+            return agent
 
     def _answering_agent(self, ident: str) -> AgentClient:
         """The sandbox's agent once it answers a ping; an attach stream that died with an

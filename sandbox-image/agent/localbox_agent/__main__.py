@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from localbox_agent import procs
-from localbox_agent.calls import PIDS_ERROR, Watch, disk_error
+from localbox_agent.calls import NOT_RUN, PIDS_ERROR, Watch, disk_error
 from localbox_agent.kernel import PythonKernel
 from localbox_agent.protocol import MAX_FILES_IN_DONE, Emitter, Limits, Output
 from localbox_agent.shell import run_bash
@@ -33,7 +33,11 @@ class Agent:
         self.kernel = PythonKernel()
         disk_limit = int(os.environ.get("LOCALBOX_DISK_LIMIT", "0") or 0)
         self.watchdog = Watchdog(disk_limit, lambda: self.kernel.pid)
-        self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.requests: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
+        self._received = 0
+        """Requests queued so far, each numbered in turn (by the reader only)."""
+        self._stopped_through = 0
+        """Requests numbered up to this were stopped by a "stop": never run."""
         self._current: tuple[str, Watch] | None = None
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
@@ -56,15 +60,22 @@ class Agent:
             except ValueError:
                 log(f"ignoring a line that is not JSON: {raw[:80]!r}")
                 continue
-            if not isinstance(req, dict):
-                continue
-            op = req.get("op")
-            if op == "ping":
-                self.emitter.emit({"id": req.get("id"), "type": "pong"})
-            elif op == "cancel":
-                self.cancel(str(req.get("id")))
-            else:
-                self.requests.put(req)
+            if isinstance(req, dict):
+                self.handle(req)
+
+    def handle(self, req: dict[str, Any]) -> None:
+        """Act on one request: answer a ping, cancel or stop calls, or queue a call."""
+        op = req.get("op")
+        if op == "ping":
+            self.emitter.emit({"id": req.get("id"), "type": "pong"})
+        elif op == "cancel":
+            self.cancel(str(req.get("id")))
+        elif op == "stop":
+            stopped = self.stop_all()
+            self.emitter.emit({"id": req.get("id"), "type": "stopped", "calls": stopped})
+        else:
+            self._received += 1
+            self.requests.put((self._received, req))
 
     def cancel(self, request_id: str) -> None:
         with self._lock:
@@ -73,15 +84,31 @@ class Agent:
             else:
                 self._cancelled.add(request_id)
 
+    def stop_all(self) -> int:
+        """Stop the running call and drop the queued ones: everything sent before now. A new
+        server process (or a new channel) says so first, for their callers are gone. The
+        running code is interrupted like a cancelled call, so the interpreter keeps its state
+        if the code stops on an interrupt. Returns how many calls were running or queued."""
+        with self._lock:
+            self._stopped_through = self._received
+            self._cancelled.clear()
+            stopped = self.requests.qsize()  # for the log: about, a call being taken is missed
+            if self._current is not None:
+                self._current[1].cancel_event.set()
+                stopped += 1
+        if stopped:
+            log(f"stopping {stopped} call(s) whose caller is gone")
+        return stopped
+
     # ------------------------------------------------------------ the worker
 
     def work(self) -> None:
         self._boot_kernel()
         while True:
-            req = self.requests.get()
+            number, req = self.requests.get()
             try:
                 if req.get("op") == "exec":
-                    self.execute(req)
+                    self.execute(req, number)
                 else:
                     self._done(req, "error", f"unknown op {req.get('op')!r}")
             except Exception as exc:  # never die on one bad request
@@ -109,7 +136,7 @@ class Agent:
             }
         )
 
-    def execute(self, req: dict[str, Any]) -> None:
+    def execute(self, req: dict[str, Any], number: int) -> None:
         started = time.monotonic()
         request_id = str(req.get("id"))
         out = Output(self.emitter, request_id, Limits.of(req))
@@ -120,7 +147,7 @@ class Agent:
         watch = Watch(timeout, self.watchdog)
         with self._lock:
             self._current = (request_id, watch)
-            if request_id in self._cancelled:
+            if request_id in self._cancelled or number <= self._stopped_through:
                 self._cancelled.discard(request_id)
                 watch.cancel_event.set()
         notice = self.watchdog.take_notice()
@@ -128,7 +155,9 @@ class Agent:
             if notice:
                 out.stream("stderr", notice)
             code = str(req.get("code", ""))
-            if req.get("language") == "bash":
+            if watch.cancelled():  # before it began: its caller is gone, nothing is run
+                result = {"status": "error", "error": dict(NOT_RUN), "state_preserved": True}
+            elif req.get("language") == "bash":
                 pid = self.kernel.pid
                 result = run_bash(code, out, watch, {pid} if pid else set())
             else:

@@ -81,3 +81,10 @@ PIDS_ERROR = {
     "every process was killed and the interpreter restarted, so its state is lost.",
     "traceback": "",
 }
+
+
+NOT_RUN = {
+    "name": "Cancelled",
+    "value": "The call was cancelled before it began (its client went away); nothing ran.",
+    "traceback": "",
+}

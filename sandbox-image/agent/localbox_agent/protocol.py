@@ -5,6 +5,9 @@ Requests arrive on stdin, one JSON object per line:
    "max_image_bytes", "max_error_bytes", "disk_limit"}  -> stream/image frames, then "done"
   {"op": "cancel", "id"}                                  -> the running call stops early
   {"op": "ping", "id"}                                    -> {"id", "type": "pong"}
+  {"op": "stop", "id"}        -> the running call stops early, queued ones never run (their
+                                 caller, a server process, is gone); {"id", "type": "stopped",
+                                 "calls": how many were running or queued}
 
 Each frame stays small whatever the code prints: stream text is sent in pieces of at most
 STREAM_PIECE bytes, each stream is capped at max_output bytes per call, images at
