@@ -32,8 +32,8 @@ async def create_container_file(
         # Large uploads go into the sandbox while they arrive, never spooled to disk.
         streamed: domain.ContainerFile | FileIdRef = await stream_upload(
             request,
-            partial(service.upload, container_id),
-            partial(service.settle_upload, container_id),
+            partial(service.stage_upload, container_id),
+            partial(service.finish_upload, container_id),
         )
         if isinstance(streamed, FileIdRef):
             streamed = await run_in_threadpool(

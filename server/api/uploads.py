@@ -290,6 +290,7 @@ PIPE_DEPTH = 8
 MAX_TAIL = 4 << 10
 """Bytes a file part may run past its announced size (it cannot, by more than a few, when
 the body is well formed); they travel to the sandbox as one argument."""
+S = TypeVar("S")
 T = TypeVar("T")
 
 
@@ -467,17 +468,19 @@ class _Parts:
 
 async def stream_upload(
     request: Request,
-    write: Callable[[str | None, BinaryIO, int], T],
-    settle: Callable[[T, int, bytes], T],
+    stage: Callable[[str | None, BinaryIO, int], S],
+    finish: Callable[[S, int, bytes], T],
     field: str = "file",
 ) -> T | FileIdRef:
     """Write a multipart body's `field` part while the body arrives: as soon as the part's
-    data starts, write(filename, source, size) runs on a worker thread, reading source as
-    the bytes come. size is announced before the part's end is seen: the body's declared
-    length less what came before the part and the closing boundary clients send. Should the
-    part turn out of another size (fields after it, an unusual ending), settle(result,
-    real size, bytes past the announced size) corrects it. A body without the part but with
-    a file_id field gives a FileIdRef."""
+    data starts, stage(filename, source, size) runs on a worker thread, reading source as
+    the bytes come (it writes them somewhere that is not yet the file). size is announced
+    before the part's end is seen: the body's declared length less what came before the
+    part and the closing boundary clients send. Once the body has ended well, finish(staged,
+    real size, bytes past the announced size) makes the file of it, correcting its size
+    should the part have turned out of another (fields after it, an unusual ending); a body
+    that ends badly fails stage instead. A body without the part but with a file_id field
+    gives a FileIdRef."""
     _, params = parse_options_header(request.headers["content-type"])
     boundary = params.get(b"boundary")
     if not boundary:
@@ -488,7 +491,7 @@ async def stream_upload(
     parts = _Parts(field, charset)
     parser = MultipartParser(boundary, cast(Any, vars(_Callbacks(parts))))
     pipe: _Pipe | None = None
-    task: asyncio.Future[T] | None = None
+    task: asyncio.Future[S] | None = None
     fed = 0  # body bytes given to the parser before the current chunk
     sent = 0  # the part's bytes given to the pipe
     tail = bytearray()
@@ -498,10 +501,10 @@ async def stream_upload(
             for data, start, end in parts.data:
                 if pipe is None:
                     # Where the part's data starts in the body (a held-back prefix may make
-                    # this a little off; settle corrects the size then).
+                    # this a little off; finish corrects the size then).
                     offset = fed + start if data is chunk else fed
                     pipe = _Pipe(max(length - offset - closing, 0))
-                    task = pipe.start(write, parts.filename)
+                    task = pipe.start(stage, parts.filename)
                 give = max(min(end - start, pipe.size - sent), 0)
                 if give:
                     stable = data if isinstance(data, bytes) else bytes(data)
@@ -517,7 +520,7 @@ async def stream_upload(
         if pipe is None and parts.found and parts.done:
             # An empty part: nothing to stream.
             pipe = _Pipe(0)
-            task = pipe.start(write, parts.filename)
+            task = pipe.start(stage, parts.filename)
         if pipe is not None:
             await pipe.flush()
     except BaseException as exc:
@@ -542,11 +545,8 @@ async def stream_upload(
             await task
         raise InvalidRequest("Invalid multipart data: the file part never ended.", field)
     pipe.end()
-    result = await task
-    size = sent + len(tail)
-    if size != pipe.size or tail:
-        result = await run_in_threadpool(settle, result, size, bytes(tail))
-    return result
+    staged = await task
+    return await run_in_threadpool(finish, staged, sent + len(tail), bytes(tail))
 
 
 class _Callbacks:

@@ -18,6 +18,8 @@ from server.runtime.base import (
     SandboxRuntimeError,
     SandboxSpec,
     SpareInfo,
+    StagedFile,
+    is_reserved_name,
 )
 
 __all__ = [
@@ -38,4 +40,6 @@ __all__ = [
     "SandboxRuntimeError",
     "SandboxSpec",
     "SpareInfo",
+    "StagedFile",
+    "is_reserved_name",
 ]

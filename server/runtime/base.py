@@ -79,6 +79,32 @@ class SandboxFile:
 
 
 @dataclass(frozen=True)
+class StagedFile:
+    """Bytes written for path under a temporary name in path's directory, not yet in place:
+    commit_file puts them there, delete_file(temp) discards them. Temporaries have names
+    reserved for them (see is_reserved_name) that list_files and the agent never report."""
+
+    path: str
+    temp: str
+    size: int
+
+
+RESERVED_PREFIX = ".localbox-upload-"
+"""Names that start with this and go on with 32 lowercase hex digits belong to uploads in
+progress (the sandbox's file helper, localbox_agent/fileops.py, makes and hides them)."""
+
+
+def is_reserved_name(name: str) -> bool:
+    """Whether a file name (one component) is reserved for an upload's temporary."""
+    digits = name[len(RESERVED_PREFIX) :]
+    return (
+        name.startswith(RESERVED_PREFIX)
+        and len(digits) == 32
+        and all(c in "0123456789abcdef" for c in digits)
+    )
+
+
+@dataclass(frozen=True)
 class ExecRequest:
     id: str
     code: str
@@ -175,13 +201,31 @@ class SandboxRuntime(Protocol):
         there is any and reaches each one's network; networks and policies of others go once
         they are grace_seconds old (a create may be in flight)."""
 
-    def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
-        """Write size bytes from source to path (relative to /mnt/data), replacing any file."""
+    def stage_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> StagedFile:
+        """Write size bytes from source to a new temporary file in the directory of path
+        (relative to /mnt/data; missing directories are made); the file at path, if any, is
+        not touched. Nothing is left behind when it fails."""
 
-    def settle_file(self, container_id: str, path: str, size: int, tail: bytes) -> None:
-        """Make the file put_file wrote at path size bytes long, its last bytes tail: for a
-        write streamed before its exact size was known. SandboxFileNotFound unless path is a
-        regular file reached through no symlink."""
+    def commit_file(
+        self,
+        container_id: str,
+        staged: StagedFile,
+        *,
+        size: int | None = None,
+        tail: bytes = b"",
+    ) -> None:
+        """Rename the staged file to its path, replacing whatever is there in one step, once
+        it is checked to hold staged.size bytes; with size given, it is first made size bytes
+        long, its last bytes tail, instead (a write streamed before its exact size was known).
+        SandboxFileNotFound when the temporary is gone or no regular file (code in the sandbox
+        may touch it) or a directory is in the way; the temporary is removed then."""
+
+    def remove_stale_uploads(self, container_id: str, grace_seconds: float) -> int:
+        """Remove the temporaries that uploads left in the sandbox's /mnt/data when they were
+        cut off (a server killed mid-write), except those being written by this process and
+        those written to within grace_seconds (0 only at start-up, before serving); return how
+        many went. Cheap to call often: a sandbox once swept clean is looked at again only when
+        this process may have left one."""
 
     def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
         """The size of the regular file at path and an iterator over its bytes, streamed.

@@ -35,6 +35,7 @@ from server.runtime.base import (
     SandboxSpec,
     SandboxState,
     SpareInfo,
+    StagedFile,
 )
 from server.runtime.docker_attach import AttachChannel
 from server.runtime.docker_egress import DockerEgress
@@ -126,6 +127,12 @@ class DockerRuntime:
         self._roots: dict[str, str | None] = {}
         """Each sandbox's data volume as a directory on this host, None where the server
         cannot reach it (see volume_files.py)."""
+        self._staging: dict[str, set[str]] = {}
+        """Per sandbox, the temporaries of uploads this process is writing (never swept)."""
+        self._swept: set[str] = set()
+        """Sandboxes whose stale temporaries are all gone (found by remove_stale_uploads)."""
+        self._dirty: set[str] = set()
+        """Sandboxes where this process failed to remove a temporary since the last sweep."""
         self.egress = DockerEgress(
             lambda: self.client,
             instance,
@@ -189,7 +196,7 @@ class DockerRuntime:
         with self._lock:
             self._agents[spec.container_id] = self._agents.pop(spare_id, agent)
             self._roots.pop(spare_id, None)
-            self._attaching.pop(spare_id, None)
+            self._forget_state(spare_id)
 
     def prune_volumes(self, grace_seconds: float) -> int:
         removed = 0
@@ -295,7 +302,7 @@ class DockerRuntime:
         with self._lock:
             self._spare_memory.pop(container_id, None)
             self._roots.pop(container_id, None)
-            self._attaching.pop(container_id, None)
+            self._forget_state(container_id)
         name = sandbox_name(container_id)
         # A sandbox made for this container has volumes named for it; a claimed spare's
         # are named for the spare, so they are read from its mounts.
@@ -385,35 +392,139 @@ class DockerRuntime:
             self._roots[container_id] = root
         return root
 
-    def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
+    def stage_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> StagedFile:
+        try:
+            temp = volume_files.temporary_beside(path)
+        except volume_files.NotAFile as exc:
+            raise SandboxRuntimeError(f"write file: {exc}") from exc
+        with self._lock:  # before it exists: a sweep never takes it for a leftover
+            self._staging.setdefault(container_id, set()).add(temp)
+        try:
+            self._write_temporary(container_id, temp, source, size)
+        except BaseException:
+            # Whatever was written of it (the engine may have unpacked part of an archive).
+            try:
+                self._remove_temporary(container_id, temp)
+            finally:
+                self._unstage(container_id, temp)
+            raise
+        return StagedFile(path=path, temp=temp, size=size)
+
+    def _write_temporary(self, container_id: str, temp: str, source: BinaryIO, size: int) -> None:
         root = self._data_root(container_id)
         if root is not None:
             try:
-                volume_files.write(root, path, source, size, (SANDBOX_UID, SANDBOX_UID))
+                volume_files.stage(root, temp, source, size, (SANDBOX_UID, SANDBOX_UID))
             except (volume_files.NotAFile, OSError) as exc:
                 raise SandboxRuntimeError(f"write file: {exc}") from exc
             return
         sandbox = self._sandbox(container_id)
-        archive = tar_one_file(path, source, size, uid=SANDBOX_UID, gid=SANDBOX_UID)
+        archive = tar_one_file(temp, source, size, uid=SANDBOX_UID, gid=SANDBOX_UID)
         with _translated("write file"):
             if not sandbox.put_archive(DATA_PATH, archive):
                 raise SandboxRuntimeError("write file: the engine refused the archive")
 
-    def settle_file(self, container_id: str, path: str, size: int, tail: bytes) -> None:
+    def commit_file(
+        self,
+        container_id: str,
+        staged: StagedFile,
+        *,
+        size: int | None = None,
+        tail: bytes = b"",
+    ) -> None:
+        settled = tail if size is not None else None
+        try:
+            self._place(container_id, staged, staged.size if size is None else size, settled)
+        except BaseException:
+            # The helper removes a temporary it refuses to place, but not one it never
+            # reached (a directory on the way swapped for a symlink, an engine error).
+            self._remove_temporary(container_id, staged.temp)
+            raise
+        finally:
+            self._unstage(container_id, staged.temp)
+
+    def _place(self, container_id: str, staged: StagedFile, size: int, tail: bytes | None) -> None:
         root = self._data_root(container_id)
         if root is not None:
             try:
-                volume_files.settle(root, path, size, tail)
+                volume_files.place(root, staged.temp, staged.path, size, tail)
             except volume_files.NotAFile as exc:
                 raise SandboxFileNotFound(str(exc)) from exc
             except OSError as exc:
-                raise SandboxRuntimeError(f"settle file: {exc}") from exc
+                raise SandboxRuntimeError(f"place file: {exc}") from exc
             return
-        args = ["settle", path, str(size)] + ([tail.hex()] if tail else [])
-        output = self._fileops_output(container_id, args, "settle file")
+        args = ["place", staged.temp, staged.path, str(size)]
+        if tail is not None:
+            args.append(tail.hex())
+        output = self._fileops_output(container_id, args, "place file")
         if output != b"ok\n":
             reason = output.removeprefix(b"missing ").strip()[:200]
-            raise SandboxFileNotFound(reason.decode(errors="replace") or path)
+            raise SandboxFileNotFound(reason.decode(errors="replace") or staged.path)
+
+    def remove_stale_uploads(self, container_id: str, grace_seconds: float) -> int:
+        with self._lock:
+            if container_id in self._swept:
+                return 0
+            # The live set: a temporary is in it before it exists, so one the sweep finds
+            # is either in it or already placed (a set's `in` needs no lock in CPython).
+            staging = self._staging.setdefault(container_id, set())
+            keep = sorted(staging)
+        root = self._data_root(container_id)
+        if root is not None:
+            try:
+                removed, left = volume_files.sweep(root, grace_seconds, staging)
+            except OSError as exc:
+                raise SandboxRuntimeError(f"remove stale uploads: {exc}") from exc
+        else:
+            # The helper gets what is being written now; an upload that starts meanwhile is
+            # newer than any grace but 0, which only a start-up (nothing under way) passes.
+            args = ["sweep", repr(float(grace_seconds)), *keep]
+            output = self._fileops_output(container_id, args, "remove stale uploads")
+            status, *counts = output.split()
+            if status != b"ok" or len(counts) != 2 or not all(c.isdigit() for c in counts):
+                raise SandboxRuntimeError(
+                    f"remove stale uploads: unexpected answer {output[:80]!r}"
+                )
+            removed, left = int(counts[0]), int(counts[1])
+        if removed:
+            log.info("removed %d stale upload temporaries in %s", removed, container_id)
+        if not left:
+            with self._lock:
+                # Swept clean: a later leftover can only be one of this process's own.
+                if container_id not in self._dirty:
+                    self._swept.add(container_id)
+                self._dirty.discard(container_id)
+        return removed
+
+    def _forget_state(self, container_id: str) -> None:
+        """Drop what this runtime keeps about the sandbox's temporaries and attaches (the
+        caller holds the lock)."""
+        self._attaching.pop(container_id, None)
+        self._staging.pop(container_id, None)
+        self._swept.discard(container_id)
+        self._dirty.discard(container_id)
+
+    def _unstage(self, container_id: str, temp: str) -> None:
+        with self._lock:
+            # The set itself stays (a sweep may hold it) until the sandbox is forgotten.
+            self._staging.get(container_id, set()).discard(temp)
+
+    def _remove_temporary(self, container_id: str, temp: str) -> None:
+        """Remove a temporary a failed write may have left; if that fails too, the next
+        remove_stale_uploads looks for it."""
+        try:
+            root = self._data_root(container_id)
+            if root is None:
+                self.delete_file(container_id, temp)
+            elif not volume_files.remove_temporary(root, temp):
+                raise OSError("it cannot be unlinked")
+        except SandboxNotFound:
+            pass  # and its volume with it
+        except (SandboxRuntimeError, volume_files.NotAFile, OSError) as exc:
+            log.warning("could not remove %s in %s: %s", temp, container_id, exc)
+            with self._lock:
+                self._swept.discard(container_id)
+                self._dirty.add(container_id)
 
     def install_skills(self, container_id: str, archive: Iterator[bytes]) -> None:
         # The archive's entries are root-owned and not group- or world-writable, so user
@@ -453,6 +564,7 @@ class DockerRuntime:
 
     def delete_file(self, container_id: str, path: str) -> None:
         self._fileops_output(container_id, ["delete", path], "delete file")
+        self._unstage(container_id, path)  # a staged upload discarded
 
     def list_files(self, container_id: str) -> list[SandboxFile]:
         output = self._fileops_output(container_id, ["list"], "list files")

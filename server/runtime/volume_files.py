@@ -7,26 +7,34 @@ the sandbox's own file helper's code (localbox_agent/fileops.py, installed with 
 every component is opened relative to its parent with O_NOFOLLOW, so a symlink anywhere on
 the path, swapped in at any moment, makes the call fail rather than reach outside; only
 regular files are read, nothing blocks on a FIFO, and a file is written by creating it anew
-(O_EXCL), never by opening what is there.
+(O_EXCL) under a temporary name beside its own, never by opening what is there, and renamed
+into place (within the same opened directory) only once it is whole.
 Hard links cannot lead out either: the volume is a mount of its own inside the sandbox, and
 links do not cross mounts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import stat
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from typing import BinaryIO
 
 from localbox_agent import fileops
 from localbox_agent.fileops import Refused as NotAFile
 
 CHUNK = fileops.CHUNK
-FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-CREATE_ATTEMPTS = 5
 
-__all__ = ["NotAFile", "open_for_reading", "settle", "usable", "write"]
+__all__ = [
+    "NotAFile",
+    "open_for_reading",
+    "place",
+    "remove_temporary",
+    "stage",
+    "sweep",
+    "temporary_beside",
+    "usable",
+]
 
 
 def usable(root: str) -> bool:
@@ -58,14 +66,22 @@ def open_for_reading(root: str, path: str) -> tuple[int, Iterator[bytes]]:
     return size, chunks()
 
 
-def write(root: str, path: str, source: BinaryIO, size: int, owner: tuple[int, int]) -> None:
-    """A new regular file at path, size bytes read from source, owned by owner; whatever
-    was there (a file, a symlink, a FIFO) is replaced, as unpacking an archive would."""
-    parent, name = fileops.open_parent(path, root, make=owner)
+def temporary_beside(path: str) -> str:
+    """A fresh temporary path (a name reserved for uploads) in the directory of path."""
+    return fileops.temporary_beside(path)
+
+
+def remove_temporary(root: str, temp: str) -> bool:
+    """Remove the temporary at temp, if it is still there; whether it is gone."""
+    return fileops.remove_temporary(temp, root)
+
+
+def stage(root: str, temp: str, source: BinaryIO, size: int, owner: tuple[int, int]) -> None:
+    """A new regular file at temp (a temporary name, see fileops.temporary_beside), size
+    bytes read from source, owned by owner; removed again if the write fails."""
+    fd = fileops.create_new(temp, root, owner)
     try:
-        fd = _create(parent, name)
         try:
-            os.fchown(fd, *owner)
             remaining = size
             while remaining > 0:
                 chunk = source.read(min(CHUNK, remaining))
@@ -77,27 +93,18 @@ def write(root: str, path: str, source: BinaryIO, size: int, owner: tuple[int, i
                 remaining -= len(chunk)
         finally:
             os.close(fd)
-    finally:
-        os.close(parent)
+    except BaseException:
+        with contextlib.suppress(fileops.Refused, OSError):
+            fileops.remove_temporary(temp, root)
+        raise
 
 
-def _create(parent: int, name: str) -> int:
-    for _ in range(CREATE_ATTEMPTS):
-        try:
-            return os.open(
-                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o644, dir_fd=parent
-            )
-        except FileExistsError:
-            pass
-        try:
-            if stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
-                raise NotAFile("a directory is in the way")
-            os.unlink(name, dir_fd=parent)
-        except FileNotFoundError:
-            pass
-    raise NotAFile("something keeps taking its place")
+def place(root: str, temp: str, path: str, size: int, tail: bytes | None) -> None:
+    """Rename the staged temp to path once it holds size bytes (or, with tail, once it is
+    made size bytes long ending with tail); see fileops.place."""
+    fileops.place(temp, path, size, tail, root)
 
 
-def settle(root: str, path: str, size: int, tail: bytes) -> None:
-    """Make the regular file at path size bytes long, ending with tail."""
-    fileops.settle(path, size, tail, root)
+def sweep(root: str, grace_seconds: float, keep: Container[str]) -> tuple[int, int]:
+    """Remove temporaries older than grace_seconds, except keep; see fileops.sweep."""
+    return fileops.sweep(grace_seconds, keep, root)

@@ -31,6 +31,8 @@ from server.runtime import (
     SandboxNotFound,
     SandboxRuntime,
     SandboxRuntimeError,
+    StagedFile,
+    is_reserved_name,
 )
 from server.services.activity import PerContainer
 from server.services.errors import runtime_errors, touch_running
@@ -87,43 +89,45 @@ class ContainerFileService:
         """Write an uploaded file to /mnt/data/<safe name>, replacing a file of that name."""
         if size > self._files.max_bytes:
             raise PayloadTooLarge(self._files.max_bytes)
-        name = safe_name(filename)
+        name = _writable(safe_name(filename), "file")
         self._active(container_id)
         return self._write(container_id, name, source, size)
 
-    def settle_upload(
-        self, container_id: str, file: ContainerFile, size: int, tail: bytes
-    ) -> ContainerFile:
-        """Correct an upload written while it arrived, under a size announced before its end
-        was seen: the file becomes size bytes long, ending with tail (the bytes that came past
-        the announced size)."""
+    def stage_upload(
+        self, container_id: str, filename: str | None, source: BinaryIO, size: int
+    ) -> StagedFile:
+        """Write an upload while it arrives, under a size announced before its end was seen,
+        beside its name: finish_upload puts it in place once its real size is known."""
         if size > self._files.max_bytes:
-            with self._lock(container_id):
-                self._discard(container_id, file.path)
-                self._repo.delete(file.id)
-                self._in_line.pop(container_id, None)
             raise PayloadTooLarge(self._files.max_bytes)
-        with self._lock(container_id):
-            try:
-                with self._sandbox(container_id, "write the file into the sandbox"):
-                    self._runtime.settle_file(container_id, file.path, size, tail)
-            except Exception:
-                self._discard(container_id, file.path)  # not a file of the wrong size
-                self._repo.delete(file.id)
-                self._in_line.pop(container_id, None)
-                raise
-            file.bytes = size
-            self._repo.put(file)
-            self._in_line.pop(container_id, None)
-        log.info("settled %s at %d bytes in %s", file.path, size, container_id)
-        return file
+        name = _writable(safe_name(filename), "file")
+        self._active(container_id)
+        self._check_room(container_id, size)
+        with self._sandbox(container_id, "write the file into the sandbox"):
+            return self._runtime.stage_file(container_id, name, source, size)
+
+    def finish_upload(
+        self, container_id: str, staged: StagedFile, size: int, tail: bytes
+    ) -> ContainerFile:
+        """Put a staged upload in place as /mnt/data/<name>, replacing a file of that name.
+        Its real size is size, its last bytes tail (those that came past the announced size):
+        when that differs from what was staged, the file is corrected first."""
+        if size > self._files.max_bytes:
+            self._discard(container_id, staged)
+            raise PayloadTooLarge(self._files.max_bytes)
+        settle = size != staged.size or bool(tail)
+        return self._commit(
+            container_id, staged, size=size if settle else None, tail=tail if settle else b""
+        )
 
     def upload_file_id(self, container_id: str, file_id: str) -> ContainerFile:
         """Copy a Files-API file into the container under its file name."""
         self._active(container_id)
         file, source = self._files.open(file_id, "file_id")
         with source:
-            return self._write(container_id, file.filename, source, file.bytes)
+            return self._write(
+                container_id, _writable(file.filename, "file_id"), source, file.bytes
+            )
 
     def resolve_file_ids(self, file_ids: list[str]) -> list[File]:
         """The Files-API files named at container creation; 404 naming file_ids if one is gone."""
@@ -134,7 +138,7 @@ class ContainerFileService:
         for file in files:
             _, source = self._files.open(file.id, "file_ids")
             with source:
-                self._write(container_id, file.filename, source, file.bytes)
+                self._write(container_id, _writable(file.filename, "file_ids"), source, file.bytes)
 
     def _check_room(self, container_id: str, size: int) -> None:
         """Refuse (413) a write that would take /mnt/data past the disk limit, before any
@@ -147,25 +151,31 @@ class ContainerFileService:
             raise DiskLimitExceeded(usage, size, self.disk_limit)
 
     def _write(self, container_id: str, name: str, source: BinaryIO, size: int) -> ContainerFile:
+        """Write the bytes beside name, then put them in place: until they are all there, a
+        file of that name keeps its old bytes, and a write cut off leaves no file of it."""
+        self._check_room(container_id, size)
+        with self._sandbox(container_id, "write the file into the sandbox"):
+            staged = self._runtime.stage_file(container_id, name, source, size)
+        return self._commit(container_id, staged)
+
+    def _commit(
+        self, container_id: str, staged: StagedFile, *, size: int | None = None, tail: bytes = b""
+    ) -> ContainerFile:
+        """Rename a staged write into place and record it (a settled size when given)."""
         with self._lock(container_id):
-            self._check_room(container_id, size)
-            try:
-                with self._sandbox(container_id, "write the file into the sandbox"):
-                    self._runtime.put_file(container_id, name, source, size)
-            except Exception:
-                self._discard(container_id, name)
-                raise
+            with self._sandbox(container_id, "write the file into the sandbox"):
+                self._runtime.commit_file(container_id, staged, size=size, tail=tail)
             file = ContainerFile(
                 id=new_container_file_id(),
                 container_id=container_id,
-                path=name,
-                bytes=size,
+                path=staged.path,
+                bytes=staged.size if size is None else size,
                 created_at=int(self._clock()),
                 source="user",
             )
             self._repo.put(file)
             self._in_line.pop(container_id, None)
-        log.info("wrote %s (%d bytes) into %s", name, size, container_id)
+        log.info("wrote %s (%d bytes) into %s", file.path, file.bytes, container_id)
         return file
 
     def list(
@@ -280,12 +290,13 @@ class ContainerFileService:
             self._repo.apply(added, changed, gone)
         return records
 
-    def _discard(self, container_id: str, path: str) -> None:
-        """Remove what a failed write may have left; a failure here is only logged."""
+    def _discard(self, container_id: str, staged: StagedFile) -> None:
+        """Remove a staged write that will not be put in place; a failure here is only
+        logged (the runtime's sweep removes what is left)."""
         try:
-            self._runtime.delete_file(container_id, path)
+            self._runtime.delete_file(container_id, staged.temp)
         except SandboxRuntimeError as exc:
-            log.warning("could not remove partial %s in %s: %s", path, container_id, exc)
+            log.warning("could not remove a staged %s in %s: %s", staged.path, container_id, exc)
 
     def ensure_active(self, container_id: str) -> None:
         """Fail early (404, expired) before a client sends a large body for nothing."""
@@ -296,3 +307,12 @@ class ContainerFileService:
         if file is None:
             raise FileNotFound(file_id)
         return file
+
+
+def _writable(name: str, param: str) -> str:
+    """name, unless the sandbox reserves it for uploads being written."""
+    if is_reserved_name(name):
+        raise InvalidRequest(
+            f"The file name {name!r} is reserved for localbox's uploads in progress.", param
+        )
+    return name

@@ -103,11 +103,26 @@ def test_python_stack_is_in_the_image(
     client.containers.delete(c.id)
 
 
+def _ls(runtime: DockerRuntime, cid: str, directory: str) -> list[str]:
+    request = ExecRequest(
+        id=f"ls-{secrets.token_hex(4)}",
+        code=f"ls -A /mnt/data/{directory}",
+        language="bash",
+        timeout=30,
+        max_output=4096,
+        disk_limit=0,
+    )
+    out = "".join(e.text for e in runtime.execute(cid, request) if isinstance(e, OutputChunk))
+    return sorted(out.split())
+
+
 @pytest.mark.parametrize("direct", [True, False], ids=["volume-directly", "through-engine"])
 def test_files_move_the_same_through_the_volume_or_the_engine(direct: bool) -> None:
     """Writing, settling and reading a file give the same result either way: straight in the
     data volume's directory (when the server can open it), or through the engine's archive
-    API and the sandbox's file helper (when it cannot, as in a server without root)."""
+    API and the sandbox's file helper (when it cannot, as in a server without root). Either
+    way a write goes to a temporary beside its name, never listed, and replaces the file in
+    one rename once it is whole."""
     instance = f"test-{secrets.token_hex(4)}"
     runtime = DockerRuntime(
         os.environ.get("LOCALBOX_SANDBOX_IMAGE", "localbox-sandbox:latest"),
@@ -117,15 +132,49 @@ def test_files_move_the_same_through_the_volume_or_the_engine(direct: bool) -> N
     cid = f"cntr_{secrets.token_hex(8)}"
     try:
         runtime.create(SandboxSpec(cid, 256 << 20))
+        old = b"the acknowledged bytes"
+        runtime.commit_file(cid, runtime.stage_file(cid, "sub/blob.bin", io.BytesIO(old), len(old)))
         data = os.urandom((3 << 20) + 7)
-        runtime.put_file(cid, "sub/blob.bin", io.BytesIO(data), len(data))
+        staged = runtime.stage_file(cid, "sub/blob.bin", io.BytesIO(data), len(data))
+        assert staged.temp.startswith("sub/.localbox-upload-")
+        # Until it is placed, the old bytes stay, and the temporary is never listed.
+        assert b"".join(runtime.open_file(cid, "sub/blob.bin")[1]) == old
+        assert {f.path: f.bytes for f in runtime.list_files(cid)} == {"sub/blob.bin": len(old)}
+        assert _ls(runtime, cid, "sub") == sorted(["blob.bin", staged.temp.split("/")[1]])
+        runtime.commit_file(cid, staged)
         size, chunks = runtime.open_file(cid, "sub/blob.bin")
         assert size == len(data)
         assert b"".join(chunks) == data
-        runtime.settle_file(cid, "sub/blob.bin", 10, b"END")
+        # A streamed write, settled at its real size as it is placed.
+        staged = runtime.stage_file(cid, "sub/blob.bin", io.BytesIO(data), len(data))
+        runtime.commit_file(cid, staged, size=10, tail=b"END")
         assert b"".join(runtime.open_file(cid, "sub/blob.bin")[1]) == data[:7] + b"END"
+        staged = runtime.stage_file(cid, "short.bin", io.BytesIO(data), 100)
+        runtime.commit_file(cid, staged, size=50, tail=b"")  # an empty tail
+        assert b"".join(runtime.open_file(cid, "short.bin")[1]) == data[:50]
         files = {f.path: f.bytes for f in runtime.list_files(cid)}
-        assert files == {"sub/blob.bin": 10}
+        assert files == {"sub/blob.bin": 10, "short.bin": 50}
+        assert _ls(runtime, cid, "sub") == ["blob.bin"]
+        # A temporary that code in the sandbox removed: nothing is placed, the old file stays.
+        staged = runtime.stage_file(cid, "sub/blob.bin", io.BytesIO(b"new"), 3)
+        runtime.delete_file(cid, staged.temp)
+        with pytest.raises(SandboxFileNotFound):
+            runtime.commit_file(cid, staged)
+        assert runtime.open_file(cid, "sub/blob.bin")[0] == 10
+        # Temporaries that another server process (killed since) left go; one this process
+        # is writing stays.
+        killed = DockerRuntime(runtime.image, instance, direct_volume_io=direct)
+        for name in ("left-1", "sub/left-2"):
+            killed.stage_file(cid, name, io.BytesIO(b"x"), 1)
+        killed.client.close()
+        writing = runtime.stage_file(cid, "w.bin", io.BytesIO(b"w"), 1)
+        assert runtime.remove_stale_uploads(cid, 3600) == 0  # too recent
+        assert runtime.remove_stale_uploads(cid, 0) == 2
+        assert runtime.remove_stale_uploads(cid, 0) == 0  # swept clean: not looked at again
+        assert _ls(runtime, cid, "") == sorted(["short.bin", "sub", writing.temp])
+        assert _ls(runtime, cid, "sub") == ["blob.bin"]
+        runtime.commit_file(cid, writing)
+        assert _ls(runtime, cid, "") == ["short.bin", "sub", "w.bin"]
         # The sandbox's user owns what the server wrote, and sees the same bytes.
         request = ExecRequest(
             id="stat",

@@ -1,5 +1,7 @@
 """Files read and written straight in a data volume's directory: never through a symlink,
-never blocking on a FIFO, never into a file that is not the one the server created."""
+never blocking on a FIFO, never into a file that is not the one the server created; written
+under a temporary name beside their own and renamed into place only when whole, so a write
+cut off leaves the old file and no temporary."""
 
 from __future__ import annotations
 
@@ -33,7 +35,26 @@ def read(root: Path, path: str) -> bytes:
 
 
 def write(root: Path, path: str, data: bytes) -> None:
-    volume_files.write(str(root), path, io.BytesIO(data), len(data), OWNER)
+    """As the runtime writes: staged beside path, then placed."""
+    temp = volume_files.temporary_beside(path)
+    volume_files.stage(str(root), temp, io.BytesIO(data), len(data), OWNER)
+    volume_files.place(str(root), temp, path, len(data), None)
+
+
+class Cut(io.RawIOBase):
+    """A source that fails after handing out some bytes, as a dropped upload does."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._data:
+            raise OSError("the upload was cut short")
+        out, self._data = self._data[:n], self._data[n:]
+        return out
 
 
 def test_a_file_goes_in_and_comes_out_in_chunks(volume: Path) -> None:
@@ -106,19 +127,79 @@ def test_writes_replace_what_is_there_and_never_write_through_it(volume: Path) -
         write(volume, "adir", b"x")
 
 
-def test_a_source_that_ends_short_fails_the_write(volume: Path) -> None:
+def test_a_staged_file_is_invisible_until_placed(volume: Path) -> None:
+    temp = volume_files.temporary_beside("sub/new.bin")
+    assert temp.startswith("sub/.localbox-upload-")
+    data = os.urandom(3 * volume_files.CHUNK + 5)
+    volume_files.stage(str(volume), temp, io.BytesIO(data), len(data), OWNER)
+    assert (volume / temp).read_bytes() == data
+    assert not (volume / "sub" / "new.bin").exists()
+    volume_files.place(str(volume), temp, "sub/new.bin", len(data), None)
+    assert (volume / "sub" / "new.bin").read_bytes() == data
+    assert os.listdir(volume / "sub") == ["new.bin"]
+
+
+def test_a_replacement_keeps_the_old_bytes_until_the_new_ones_are_whole(volume: Path) -> None:
+    write(volume, "kept.bin", b"acknowledged")
+    temp = volume_files.temporary_beside("kept.bin")
+    volume_files.stage(str(volume), temp, io.BytesIO(b"new!"), 4, OWNER)
+    assert read(volume, "kept.bin") == b"acknowledged"
+    volume_files.place(str(volume), temp, "kept.bin", 4, None)
+    assert read(volume, "kept.bin") == b"new!"
+    assert os.listdir(volume) == ["kept.bin"]
+
+
+@pytest.mark.parametrize(
+    "source", [io.BytesIO(b"abc"), Cut(b"x" * 1000)], ids=["ends-short", "fails"]
+)
+def test_a_write_cut_off_leaves_the_old_file_and_no_temporary(
+    volume: Path, source: io.RawIOBase
+) -> None:
+    write(volume, "kept.bin", b"acknowledged")
+    temp = volume_files.temporary_beside("kept.bin")
     with pytest.raises(OSError, match="short"):
-        volume_files.write(str(volume), "cut", io.BytesIO(b"abc"), 10, OWNER)
+        volume_files.stage(str(volume), temp, source, 1 << 20, OWNER)  # type: ignore[arg-type]
+    assert os.listdir(volume) == ["kept.bin"]
+    assert read(volume, "kept.bin") == b"acknowledged"
 
 
-def test_settle_sets_the_size_and_the_last_bytes(volume: Path) -> None:
-    write(volume, "up.bin", b"a" * 100)
-    volume_files.settle(str(volume), "up.bin", 60, b"END")
+def test_place_checks_the_size_or_settles_it(volume: Path) -> None:
+    temp = volume_files.temporary_beside("up.bin")
+    volume_files.stage(str(volume), temp, io.BytesIO(b"a" * 100), 100, OWNER)
+    with pytest.raises(NotAFile, match="holds 100 bytes, not 101"):
+        volume_files.place(str(volume), temp, "up.bin", 101, None)
+    assert os.listdir(volume) == []  # the temporary went with it
+    temp = volume_files.temporary_beside("up.bin")
+    volume_files.stage(str(volume), temp, io.BytesIO(b"a" * 100), 100, OWNER)
+    volume_files.place(str(volume), temp, "up.bin", 60, b"END")
     assert (volume / "up.bin").read_bytes() == b"a" * 57 + b"END"
-    os.symlink("../outside", volume / "link")
-    with pytest.raises(NotAFile):
-        volume_files.settle(str(volume), "link", 1, b"")
+
+
+def test_a_temporary_swapped_for_a_symlink_is_not_followed(volume: Path) -> None:
+    temp = volume_files.temporary_beside("up.bin")
+    volume_files.stage(str(volume), temp, io.BytesIO(b"x"), 1, OWNER)
+    os.unlink(volume / temp)
+    os.symlink("../outside", volume / temp)
+    with pytest.raises(NotAFile, match="not a regular file"):
+        volume_files.place(str(volume), temp, "up.bin", 1, b"")
     assert (volume.parent / "outside").read_bytes() == b"host secret"
+    assert os.listdir(volume) == []
+
+
+def test_sweep_and_remove_temporary(volume: Path) -> None:
+    temps = [volume_files.temporary_beside(p) for p in ("a", "sub/b", "c")]
+    for temp in temps:
+        volume_files.stage(str(volume), temp, io.BytesIO(b"x"), 1, OWNER)
+        os.utime(volume / temp, (1, 1))
+    volume_files.remove_temporary(str(volume), temps[2])
+    volume_files.remove_temporary(str(volume), temps[2])  # gone already: no error
+    assert volume_files.sweep(str(volume), 60, {temps[0]}) == (1, 0)
+    assert (volume / temps[0]).exists()
+    assert not (volume / temps[1]).exists()
+    write(volume, "kept.bin", b"k")
+    with pytest.raises(NotAFile):
+        volume_files.remove_temporary(str(volume), "kept.bin")  # not a temporary's name
+    assert (volume / "kept.bin").exists()
 
 
 def test_a_directory_swapped_for_a_symlink_mid_write_is_not_followed(volume: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Iterator
 from typing import BinaryIO
 
@@ -11,9 +12,12 @@ from server.runtime import (
     SandboxFileNotFound,
     SandboxInfo,
     SandboxNotFound,
+    SandboxRuntimeError,
     SandboxSpec,
     SpareInfo,
+    StagedFile,
 )
+from server.runtime.base import RESERVED_PREFIX
 
 
 class MemoryRuntime:
@@ -23,6 +27,8 @@ class MemoryRuntime:
         self.skills: dict[str, bytes] = {}
         self.down = False
         self.egress_ids: set[str] = set()
+        self.temporaries: dict[str, dict[str, bytes]] = {}
+        """Per sandbox, staged uploads not yet committed (by temporary path)."""
 
     def ping(self) -> None:
         if self.down:
@@ -81,8 +87,36 @@ class MemoryRuntime:
         self._files(container_id)
         self.skills[container_id] = b"".join(archive)
 
-    def put_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> None:
-        self._files(container_id)[path] = source.read(size)
+    def stage_file(self, container_id: str, path: str, source: BinaryIO, size: int) -> StagedFile:
+        self._files(container_id)
+        data = source.read(size)
+        if len(data) != size:
+            raise SandboxRuntimeError(f"source ended {size - len(data)} bytes short")
+        temp = f"{path.rpartition('/')[0]}/" if "/" in path else ""
+        temp += f"{RESERVED_PREFIX}{uuid.uuid4().hex}"
+        self.temporaries.setdefault(container_id, {})[temp] = data
+        return StagedFile(path, temp, size)
+
+    def commit_file(
+        self,
+        container_id: str,
+        staged: StagedFile,
+        *,
+        size: int | None = None,
+        tail: bytes = b"",
+    ) -> None:
+        data = self.temporaries.get(container_id, {}).pop(staged.temp, None)
+        if data is None:
+            raise SandboxFileNotFound(staged.temp)
+        if size is not None:
+            data = data[:size].ljust(size, b"\0")
+            data = data[: size - len(tail)] + tail
+        elif len(data) != staged.size:
+            raise SandboxFileNotFound(staged.temp)
+        self._files(container_id)[staged.path] = data
+
+    def remove_stale_uploads(self, container_id: str, grace_seconds: float) -> int:
+        return len(self.temporaries.pop(container_id, {}))
 
     def open_file(self, container_id: str, path: str) -> tuple[int, Iterator[bytes]]:
         data = self._files(container_id).get(path)
@@ -92,13 +126,7 @@ class MemoryRuntime:
 
     def delete_file(self, container_id: str, path: str) -> None:
         self._files(container_id).pop(path, None)
-
-    def settle_file(self, container_id: str, path: str, size: int, tail: bytes) -> None:
-        files = self._files(container_id)
-        if path not in files:
-            raise SandboxFileNotFound(path)
-        data = files[path][:size].ljust(size, b"\0")
-        files[path] = data[: size - len(tail)] + tail
+        self.temporaries.get(container_id, {}).pop(path, None)
 
     def disk_usage(self, container_id: str) -> int:
         return sum(len(d) for d in self._files(container_id).values())
