@@ -62,6 +62,10 @@ class Scheduler:
             files = self._files.expire_due()
         except Exception:
             log.exception("file expiry sweep failed")
+        try:
+            self._files.keep_reserve()  # room freed meanwhile holds the reserve again
+        except Exception:
+            log.exception("could not make the disk reserve")
         metrics.observe_sweep(len(containers), len(files))
 
     def _reconcile(self) -> None:

@@ -9,6 +9,7 @@ back as soon as the work ends, and waiting calls hold no thread (see exec_queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -36,7 +37,7 @@ from server.services.activity import Activity
 from server.services.container_files import ContainerFileService
 from server.services.errors import runtime_errors, touch_running
 from server.services.exec_queue import ExecQueues
-from server.store import ContainerRepository
+from server.store import ContainerRepository, StorageFull
 
 log = logging.getLogger("localbox.execution")
 
@@ -73,6 +74,10 @@ StreamEvent = OutputChunk | ImageOutput | ExecFinished
 
 
 CANCEL_RETRY_SECONDS = 0.2
+NOT_RECORDED = (
+    "\n[localbox: the data disk is full, so the files this call changed are not in the "
+    "file list yet; they appear once there is room]\n"
+)
 
 
 def truncation_marker(dropped: int) -> str:
@@ -282,14 +287,22 @@ class ExecutionService:
                     done = event
         assert done is not None
         self._finish(result, done)
-        result.files = self._files.record_changes(container_id, done.files, done.removed)
-        if done.files_incomplete:
-            self._files.sync(container_id)
+        # The code has run: a full data disk must not turn its result into an error (a
+        # client would run it again); what could not be written is written later.
+        try:
+            result.files = self._files.record_changes(container_id, done.files, done.removed)
+            if done.files_incomplete:
+                self._files.sync(container_id)
+        except StorageFull as exc:
+            log.warning("ran code in %s; its files are not recorded yet: %s", container_id, exc)
+            result.stderr += NOT_RECORDED
+            result.logs += NOT_RECORDED
         result.duration_ms = int((time.monotonic() - started) * 1000)
         if result.duration_ms >= 1000:  # last_active_at has whole seconds: a short call
             # was counted at start. The call kept the container in use (the sweep spares a
             # busy container), so a deadline passed meanwhile is moved on all the same.
-            self._containers.touch(container_id, int(self._clock()), past_deadline=True)
+            with contextlib.suppress(StorageFull):
+                self._containers.touch(container_id, int(self._clock()), past_deadline=True)
         return result
 
     @staticmethod

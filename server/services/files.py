@@ -124,6 +124,11 @@ class FileService:
                 raise
         return file
 
+    def keep_reserve(self) -> bool:
+        """Make the data disk's reserve again if deletes used it and there is room for it
+        now (the sweep calls this often); whether it is held."""
+        return self._capacity is None or self._capacity.keep_reserve()
+
     @contextmanager
     def _in_flight(self, file_id: str) -> Iterator[None]:
         with self._lock:

@@ -5,7 +5,9 @@ repairs what it finds and serves, however it was stopped, while the disk is full
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
@@ -22,7 +24,7 @@ SLACK = 1 << 20
 """What the database itself may grow by meanwhile (its write-ahead log)."""
 ENV = {
     "LOCALBOX_MIN_FREE_DISK": "0",  # let the disk really fill
-    "LOCALBOX_EXPIRY_SWEEP_SECONDS": "3600",
+    "LOCALBOX_EXPIRY_SWEEP_SECONDS": "1",  # it also makes the reserve again once there is room
     "LOCALBOX_RECONCILE_SECONDS": "3600",
 }
 
@@ -54,6 +56,14 @@ def restart(server: LocalboxServer, sig: int) -> openai.OpenAI:
     server.start()
     assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
     return server.client(max_retries=0)
+
+
+def wait_for_reserve(disk: Path) -> None:
+    """Until the sweep has made the reserve again, with the room freed."""
+    deadline = time.monotonic() + 15
+    while not (disk / ".reserve").exists():
+        assert time.monotonic() < deadline, "the reserve was not made again"
+        time.sleep(0.1)
 
 
 def listed_files(client: openai.OpenAI) -> set[str]:
@@ -112,6 +122,23 @@ def test_a_full_data_disk(tmp_path: Path, docker_client: docker.DockerClient) ->
         assert statuses == {kept.id: "running", lost.id: "expired"}
         assert "vanished" in server.log_text()
         client.containers.delete(lost.id)
+
+        # Code that has run is answered, even when the disk filled while it ran (else the
+        # client would run it again).
+        (disk / "filler").unlink()
+        wait_for_reserve(disk)
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(
+                httpx.post,
+                f"{server.base_url}/containers/{kept.id}/exec",
+                json={"code": "import time; time.sleep(3); open('made.txt', 'w').write('x')"},
+                timeout=60,
+            )
+            time.sleep(1)
+            fill(disk / "filler")
+            answer = call.result()
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "completed"
         client.containers.delete(kept.id)
         assert client.containers.list().data == []
         assert docker_objects(docker_client, kept.id) == []
