@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 
 from server import metrics
 from server.domain import MEMORY_LIMITS, Container, Cursor, File, Order, Page, PageQuery
@@ -318,6 +319,12 @@ class ContainerService:
                 log.info("starting stopped sandbox %s", cid)
                 if self._repair("start the sandbox of", self._runtime.start, cid):
                     metrics.count_reconcile("restarted")
+            else:  # uploads a killed server left half-written go (never listed meanwhile)
+                self._repair(
+                    "remove stale uploads in",
+                    partial(self._runtime.remove_stale_uploads, grace_seconds=grace_seconds),
+                    cid,
+                )
         for cid in running_ids - sandboxes.keys():
             log.warning("sandbox of container %s vanished; marking it expired", cid)
             if self._repair("mark expired", self._lost, cid):
