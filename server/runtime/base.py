@@ -220,6 +220,11 @@ class SandboxRuntime(Protocol):
         SandboxFileNotFound when the temporary is gone or no regular file (code in the sandbox
         may touch it) or a directory is in the way; the temporary is removed then."""
 
+    def stop_stray_calls(self, container_id: str) -> None:
+        """Stop whatever call still runs in the sandbox from before this process (its caller
+        is gone: a server killed mid-call); the interpreter's state is kept. Done once per
+        sandbox and process; later calls of this are no-ops."""
+
     def remove_stale_uploads(self, container_id: str, grace_seconds: float) -> int:
         """Remove the temporaries that uploads left in the sandbox's /mnt/data when they were
         cut off (a server killed mid-write), except those being written by this process and

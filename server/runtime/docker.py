@@ -639,6 +639,9 @@ class DockerRuntime:
                 state_preserved=False,
             )
 
+    def stop_stray_calls(self, container_id: str) -> None:
+        self._agent(container_id)  # the first attach of this process stops strays
+
     def _agent(self, container_id: str) -> AgentClient:
         with self._lock:
             agent = self._agents.get(container_id)

@@ -319,7 +319,10 @@ class ContainerService:
                 log.info("starting stopped sandbox %s", cid)
                 if self._repair("start the sandbox of", self._runtime.start, cid):
                     metrics.count_reconcile("restarted")
-            else:  # uploads a killed server left half-written go (never listed meanwhile)
+            else:
+                # Calls a killed server left running stop before this one serves; uploads it
+                # left half-written go (they were never listed).
+                self._repair("stop stray calls in", self._runtime.stop_stray_calls, cid)
                 self._repair(
                     "remove stale uploads in",
                     partial(self._runtime.remove_stale_uploads, grace_seconds=grace_seconds),

@@ -29,6 +29,7 @@ class MemoryRuntime:
         self.egress_ids: set[str] = set()
         self.temporaries: dict[str, dict[str, bytes]] = {}
         """Per sandbox, staged uploads not yet committed (by temporary path)."""
+        self.strays_stopped: set[str] = set()
 
     def ping(self) -> None:
         if self.down:
@@ -114,6 +115,9 @@ class MemoryRuntime:
         elif len(data) != staged.size:
             raise SandboxFileNotFound(staged.temp)
         self._files(container_id)[staged.path] = data
+
+    def stop_stray_calls(self, container_id: str) -> None:
+        self.strays_stopped.add(container_id)
 
     def remove_stale_uploads(self, container_id: str, grace_seconds: float) -> int:
         return len(self.temporaries.pop(container_id, {}))

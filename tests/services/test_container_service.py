@@ -161,3 +161,12 @@ def test_a_container_running_code_does_not_expire(
         assert service.retrieve(c.id).status == "running"
     clock.now += 61
     assert service.expire_due() == [c.id]
+
+
+def test_reconcile_stops_stray_calls_in_running_sandboxes(
+    parts: tuple[ContainerService, MemoryRuntime, Clock],
+) -> None:
+    service, runtime, _ = parts
+    container = service.create(CreateContainer(name="c"))
+    service.reconcile(0.0)
+    assert runtime.strays_stopped == {container.id}
