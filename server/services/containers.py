@@ -320,9 +320,10 @@ class ContainerService:
                 if self._repair("start the sandbox of", self._runtime.start, cid):
                     metrics.count_reconcile("restarted")
             else:
-                # Calls a killed server left running stop before this one serves; uploads it
-                # left half-written go (they were never listed).
-                self._repair("stop stray calls in", self._runtime.stop_stray_calls, cid)
+                # At start-up (no grace), calls a killed server left running stop before this
+                # one serves; uploads it left half-written go (they were never listed).
+                if grace_seconds == 0:
+                    self._repair("stop stray calls in", self._runtime.stop_stray_calls, cid)
                 self._repair(
                     "remove stale uploads in",
                     partial(self._runtime.remove_stale_uploads, grace_seconds=grace_seconds),
