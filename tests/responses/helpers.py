@@ -11,6 +11,19 @@ MODEL = "scripted-model"
 CI_AUTO: dict[str, Any] = {"type": "code_interpreter", "container": {"type": "auto"}}
 SHELL_AUTO: dict[str, Any] = {"type": "shell", "environment": {"type": "container_auto"}}
 OUTPUTS = ["code_interpreter_call.outputs"]
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+"""A client's own function tool, in the Responses shape."""
 
 
 def python(code: str, call_id: str | None = None) -> ToolCall:

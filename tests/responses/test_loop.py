@@ -12,15 +12,8 @@ import pytest
 
 from tests.conftest import LocalboxServer, serving
 from tests.responses.conftest import UPSTREAM_KEY
-from tests.responses.helpers import CI_AUTO, MODEL, SHELL_AUTO, chat_tools, python, shell
+from tests.responses.helpers import CI_AUTO, MODEL, SHELL_AUTO, WEATHER, chat_tools, python, shell
 from tests.responses.scripted_upstream import Fail, ScriptedUpstream, ToolCall, Turn
-
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-}
 
 
 def test_function_tools_stop_the_loop_and_continue_with_their_output(

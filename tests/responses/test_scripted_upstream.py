@@ -12,6 +12,7 @@ import pytest
 from openai.types.chat import ChatCompletionFunctionToolParam
 from openai.types.responses import FunctionToolParam
 
+from tests.responses.helpers import WEATHER
 from tests.responses.scripted_upstream import (
     Fail,
     Hang,
@@ -33,18 +34,7 @@ WEATHER_TOOL_CHAT: ChatCompletionFunctionToolParam = {
         },
     },
 }
-WEATHER_TOOL: FunctionToolParam = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-        "additionalProperties": False,
-    },
-    "strict": True,
-}
+WEATHER_TOOL: FunctionToolParam = WEATHER  # type: ignore[assignment]
 ARGUMENTS = '{"city": "Paris, France", "unit": "celsius"}'
 
 

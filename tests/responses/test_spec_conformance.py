@@ -14,22 +14,10 @@ import httpx
 import pytest
 
 from tests.conftest import LocalboxServer
-from tests.responses.helpers import CI_AUTO, MODEL, OUTPUTS, SHELL_AUTO, python, shell
+from tests.responses.helpers import CI_AUTO, MODEL, OUTPUTS, SHELL_AUTO, WEATHER, python, shell
 from tests.responses.scripted_upstream import Fail, ScriptedUpstream, ToolCall, Turn
 from tests.spec.schemas import check, check_event
 
-WEATHER: dict[str, Any] = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-        "additionalProperties": False,
-    },
-    "strict": True,
-}
 FIGURE = (
     "import matplotlib.pyplot as plt\nplt.plot([1, 2], [2, 1])\nplt.show()\n"
     "open('out.txt', 'w').write('x')\nprint('made out.txt')"
