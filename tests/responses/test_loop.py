@@ -317,3 +317,33 @@ def test_an_upstream_that_speaks_responses(
     assert first.body["input"][0] == {"type": "message", "role": "system", "content": "Use python."}
     kinds = [i["type"] for i in second.body["input"]]
     assert kinds[-2:] == ["function_call", "function_call_output"]
+
+
+def test_item_references_stand_for_stored_items(
+    rclient: openai.OpenAI, scripted: ScriptedUpstream
+) -> None:
+    scripted.script(Turn(text="The secret word is plum."), Turn(text="plum"))
+    first = rclient.responses.create(model=MODEL, input="pick a word")
+    second = rclient.responses.create(
+        model=MODEL,
+        input=[
+            {"type": "item_reference", "id": first.output[0].id},  # type: ignore[list-item]
+            {"role": "user", "content": "which word?"},
+        ],
+    )
+    assert second.output_text == "plum"
+    history = scripted.received[1].body["messages"]
+    assert history == [
+        {"role": "assistant", "content": "The secret word is plum."},
+        {"role": "user", "content": "which word?"},
+    ]
+    # Listed as the item it stands for.
+    assert (
+        rclient.responses.input_items.list(second.id, order="asc").data[0].id == first.output[0].id
+    )
+    with pytest.raises(openai.BadRequestError) as err:
+        rclient.responses.create(
+            model=MODEL,
+            input=[{"type": "item_reference", "id": "msg_nope"}],  # type: ignore[list-item]
+        )
+    assert err.value.body["param"] == "input[0].id"  # type: ignore[index]

@@ -44,14 +44,12 @@ FileLookup = Callable[[str, str], File]
 """(file_id, param) -> the Files-API file; raises FileNotFound naming param."""
 ImageReader = Callable[[str, str], str]
 """(file_id, param) -> the file's bytes as a data: URL."""
-ItemLookup = Callable[[str], dict[str, Any] | None]
 
 
 class HistoryBuilder:
-    def __init__(self, files: FileLookup, images: ImageReader, items: ItemLookup) -> None:
+    def __init__(self, files: FileLookup, images: ImageReader) -> None:
         self._files = files
         self._images = images
-        self._items = items
         self.context = Context()
 
     def add(self, items: list[dict[str, Any]], param: str, *, this_turn: bool) -> None:
@@ -90,12 +88,6 @@ class HistoryBuilder:
                 self.context.containers["shell"] = env["container_id"]
         elif kind == "shell_call_output":
             self._result(_str(item, "call_id", param), shell_output_text(item.get("output")))
-        elif kind == "item_reference":
-            ref = _str(item, "id", param)
-            found = self._items(ref)
-            if found is None:
-                raise InvalidRequest(f"Item with id '{ref}' not found.", f"{param}.id")
-            self._add(found, param, this_turn)
         elif kind in SKIPPED:
             return
         else:

@@ -109,7 +109,7 @@ class ResponseService:
         return turn, context_items
 
     def _context(self, req: CreateResponse) -> tuple[HistoryBuilder, list[dict[str, Any]]]:
-        builder = HistoryBuilder(self._file, self._image, self._repo.find_item)
+        builder = HistoryBuilder(self._file, self._image)
         earlier: list[dict[str, Any]] = []
         if req.previous_response_id is not None:
             stored = self._stored(req.previous_response_id, "previous_response_id")

@@ -4,7 +4,6 @@ it does becomes OpenAI's output items, and, when streamed, OpenAI's events in or
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 import time
@@ -709,7 +708,3 @@ def _command_output(outcome: CommandOutcome, limit: int | None) -> dict[str, Any
         }
     )
     return {"stdout": stdout, "stderr": stderr, "outcome": result}
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
