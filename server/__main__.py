@@ -10,6 +10,7 @@ import uvicorn
 from server.app import create_app
 from server.config import Settings
 from server.edge import Edge, EdgeProtocol, connection_cap, raise_descriptor_limit
+from server.host_memory import lower_own_oom_score
 from server.logs import configure_logging
 from server.middleware import is_loopback_name
 
@@ -27,6 +28,7 @@ def main() -> None:
         )
         sys.exit(2)
     configure_logging(settings.log_level, settings.log_format)
+    lower_own_oom_score()
     descriptors = raise_descriptor_limit()
     edge = Edge(
         max_connections=connection_cap(settings.max_connections, descriptors),

@@ -19,6 +19,7 @@ from server.api.uploads import BodyLimitMiddleware
 from server.config import Settings
 from server.domain import MEMORY_LIMITS
 from server.errors import SandboxFailure, install_error_handlers
+from server.host_memory import HostMemory
 from server.ids import Clock, system_clock
 from server.instance import load_instance_id
 from server.middleware import LoopbackGuardMiddleware, RequestMiddleware
@@ -73,23 +74,28 @@ def create_app(
             pids_limit=settings.sandbox_pids_limit,
             tmp_size=settings.sandbox_tmp_size,
             disk_limit=settings.sandbox_disk_bytes,
+            cgroup_parent=settings.sandbox_cgroup_parent,
             egress_image=settings.egress_image,
             egress_subnets=settings.egress_subnets,
             egress_extra_ca=settings.egress_extra_ca_pem,
         )
     container_repo = ContainerRepository(db)
     file_repo = FileRepository(db)
+    host_memory = HostMemory(sandbox_cgroup=settings.sandbox_cgroup_parent)
     capacity = Capacity(
         container_repo,
         file_repo,
         Limits(
             max_containers=settings.max_containers,
-            memory_budget=settings.resolved_memory_budget,
+            memory_budget=settings.memory_budget,
+            min_free_memory=settings.min_free_memory,
+            host_memory=host_memory.total,
             max_files_bytes=settings.max_files_bytes,
             min_free_disk=settings.min_free_disk,
             disk_paths=(data_dir, Path(tempfile.gettempdir())),
         ),
         reserve=reserve,
+        free_memory=host_memory.available,
     )
     file_service = FileService(
         file_repo,
@@ -119,6 +125,7 @@ def create_app(
         size=settings.warm_pool,
         memory_bytes=MEMORY_LIMITS["1g"],
         warm_imports=settings.warm_import_list,
+        has_room=capacity.room_for_a_spare,
     )
     container_service = ContainerService(
         container_repo,
@@ -198,6 +205,8 @@ def create_app(
             sandboxes=sandboxes,
             memory_limit_bytes=usage.memory,
             memory_budget_bytes=capacity.limits.memory_budget,
+            memory_available_bytes=capacity.free_memory(),
+            min_free_memory_bytes=capacity.limits.min_free_memory,
             files_bytes=usage.files_bytes,
             warm_pool_ready=pool.ready_count(),
             warm_pool_size=pool.size,

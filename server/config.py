@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -36,14 +35,6 @@ def _egress_subnets(value: str) -> str:
     return str(network)
 
 
-def host_memory_bytes() -> int:
-    """The machine's physical memory, the default memory budget."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 16 << 30
-
-
 class Settings(BaseSettings):
     """Configuration read once at start-up and passed down; nothing reads the environment later."""
 
@@ -59,12 +50,14 @@ class Settings(BaseSettings):
     sandbox_cpus: float = Field(default=1.0, gt=0)
     sandbox_pids_limit: int = Field(default=256, ge=16)
     sandbox_tmp_size: str = "256m"
+    sandbox_cgroup_parent: str = ""
     egress_image: str = "localbox-egress:latest"
     egress_subnets: Annotated[str, AfterValidator(_egress_subnets)] = "10.213.0.0/16"
     egress_extra_ca: Path | None = None
     max_upload_bytes: Size = Field(default=512 << 20, ge=1)
     max_json_bytes: Size = Field(default=16 << 20, ge=1024)
     max_containers: int = Field(default=100, ge=1)
+    min_free_memory: Size = Field(default=1 << 30, ge=0)
     memory_budget: Size = Field(default=0, ge=0)
     max_files_bytes: Size = Field(default=10 << 30, ge=1)
     min_free_disk: Size = Field(default=2 << 30, ge=0)
@@ -130,8 +123,3 @@ class Settings(BaseSettings):
                 f"LOCALBOX_EGRESS_EXTRA_CA: {self.egress_extra_ca} holds no PEM certificate"
             )
         return text
-
-    @property
-    def resolved_memory_budget(self) -> int:
-        """The memory the running sandboxes' limits may add up to; the host's by default."""
-        return self.memory_budget or host_memory_bytes()

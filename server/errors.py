@@ -158,6 +158,10 @@ class MemoryLimitOverBudget(NeverFits):
     code = "memory_limit_over_budget"
 
 
+class MemoryLimitOverHost(NeverFits):
+    code = "memory_limit_over_host"
+
+
 class FileOverStorageLimit(NeverFits):
     code = "file_over_storage_limit"
 
@@ -200,6 +204,10 @@ class TooManyContainers(CapacityExhausted):
 
 class MemoryBudgetExhausted(CapacityExhausted):
     code = "memory_budget_exhausted"
+
+
+class MemoryLow(CapacityExhausted):
+    code = "insufficient_memory"
 
 
 class FilesStorageFull(CapacityExhausted):

@@ -192,6 +192,8 @@ class Snapshot:
     """None when the engine does not answer."""
     memory_limit_bytes: int = 0
     memory_budget_bytes: int = 0
+    memory_available_bytes: int = 0
+    min_free_memory_bytes: int = 0
     files_bytes: int = 0
     warm_pool_ready: int = 0
     warm_pool_size: int = 0
@@ -227,8 +229,18 @@ class StateCollector(Collector):
         )
         yield GaugeMetricFamily(
             "localbox_memory_budget_bytes",
-            "LOCALBOX_MEMORY_BUDGET: what that sum may reach.",
+            "LOCALBOX_MEMORY_BUDGET: what that sum may reach (0: no such budget).",
             snap.memory_budget_bytes,
+        )
+        yield GaugeMetricFamily(
+            "localbox_memory_available_bytes",
+            "Memory the host has free for new sandboxes (MemAvailable within cgroup limits).",
+            snap.memory_available_bytes,
+        )
+        yield GaugeMetricFamily(
+            "localbox_min_free_memory_bytes",
+            "LOCALBOX_MIN_FREE_MEMORY: creates are refused while less than this is available.",
+            snap.min_free_memory_bytes,
         )
         yield GaugeMetricFamily(
             "localbox_files_bytes", "Bytes held by the Files API.", snap.files_bytes

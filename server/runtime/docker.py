@@ -56,6 +56,8 @@ SANDBOX_UID = 1000
 AGENT_USER = "0:0"
 AGENT_CAPABILITIES = ["SETUID", "SETGID", "KILL", "DAC_OVERRIDE"]
 DATA_PATH = "/mnt/data"
+SANDBOX_OOM_SCORE_ADJ = 1000
+"""Sandboxes are the first the OOM killer takes under host memory pressure."""
 RESTARTED_NOTICE = (
     "[localbox: the sandbox restarted since the last call (the Docker engine or the sandbox "
     "was restarted); its Python state was lost]\n"
@@ -103,6 +105,7 @@ class DockerRuntime:
         pids_limit: int = 256,
         tmp_size: str = "256m",
         disk_limit: int = 0,
+        cgroup_parent: str = "",
         client_factory: Callable[[], docker.DockerClient] | None = None,
         egress_image: str = "localbox-egress:latest",
         egress_subnets: str = "10.213.0.0/16",
@@ -115,6 +118,8 @@ class DockerRuntime:
         self.pids_limit = pids_limit
         self.tmp_size = tmp_size
         self.disk_limit = disk_limit
+        self.cgroup_parent = cgroup_parent
+        """The cgroup every sandbox is made under ("" is the engine's default)."""
         self._client_factory = client_factory or (lambda: docker.from_env(timeout=60))
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
@@ -263,6 +268,10 @@ class DockerRuntime:
                     pids_limit=self.pids_limit,
                     mem_limit=memory_bytes,
                     memswap_limit=memory_bytes,
+                    # A memory_limit is a ceiling, not memory held: when sandboxes together
+                    # exhaust the host, the kernel kills sandbox code before anything else.
+                    oom_score_adj=SANDBOX_OOM_SCORE_ADJ,
+                    cgroup_parent=self.cgroup_parent or None,
                     nano_cpus=int(self.cpus * 1e9),
                     read_only=True,
                     mounts=mounts,

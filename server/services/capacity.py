@@ -1,5 +1,11 @@
-"""Capacity: how many containers may run, how much memory their limits may add up to, how many
-bytes the Files API may hold, and how much disk must stay free. Each refusal names its setting.
+"""Capacity: how many containers may run, how much memory must stay free on the host (and, for
+operators who want no overcommit, how much the running containers' memory limits may add up
+to), how many bytes the Files API may hold, and how much disk must stay free. Each refusal
+names its setting.
+
+A `memory_limit` is a ceiling a sandbox may reach, not memory it holds (an idle one holds about
+100 MiB): admission looks at the memory really free, and the kernel's OOM killer takes sandbox
+code first if they all grow at once (see runtime/docker.py and host_memory.py).
 
 A request that could never fit is a 400; one that would fit once something is deleted or
 expires is a 429. Admissions in flight are counted too, so concurrent requests cannot together
@@ -22,6 +28,8 @@ from server.errors import (
     FilesStorageFull,
     MemoryBudgetExhausted,
     MemoryLimitOverBudget,
+    MemoryLimitOverHost,
+    MemoryLow,
     TooManyContainers,
 )
 from server.store import ContainerRepository, DiskReserve, FileRepository
@@ -41,12 +49,22 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
+PENDING_SANDBOX_BYTES = 128 << 20
+"""What a sandbox being started is taken to hold (an idle one holds about 100 MiB): admissions
+in flight have not shown up in the host's free memory yet."""
+
+
 @dataclass(frozen=True)
 class Limits:
     max_containers: int
-    memory_budget: int
     max_files_bytes: int
     min_free_disk: int
+    memory_budget: int = 0
+    """What the running containers' memory limits may add up to; 0 is no such budget."""
+    min_free_memory: int = 0
+    """The free memory below which creates are refused."""
+    host_memory: int = 0
+    """The host's whole memory: a larger memory_limit could never be had (0: not checked)."""
     disk_paths: Sequence[Path] = ()
     """Where uploads and data land; each must keep min_free_disk free."""
 
@@ -66,11 +84,14 @@ class Capacity:
         limits: Limits,
         free: Callable[[Path], int] = free_bytes,
         reserve: DiskReserve | None = None,
+        free_memory: Callable[[], int] | None = None,
     ) -> None:
         self._containers = containers
         self._files = files
         self.limits = limits
         self._free = free
+        self.free_memory = free_memory or (lambda: limits.host_memory or 1 << 62)
+        """Bytes of memory free on the host now (host_memory.HostMemory.available)."""
         self._reserve = reserve
         self._lock = threading.Lock()
         self._pending_containers = 0
@@ -111,20 +132,55 @@ class Capacity:
                     "refused until space is freed."
                 )
 
-    @contextmanager
-    def container_slot(self, memory_limit: str) -> Iterator[None]:
-        """Admit one running container with this memory limit for the duration of the block
-        (until its record is written and counts by itself)."""
-        memory = MEMORY_LIMITS[memory_limit]
+    def _check_memory_limit(self, memory_limit: str, memory: int) -> None:
+        """400 for a memory limit this server could never give."""
+        host = self.limits.host_memory
+        if host and memory > host:
+            raise MemoryLimitOverHost(
+                f"memory_limit '{memory_limit}' ({human(memory)}) is more than this host's "
+                f"whole memory ({human(host)}). Choose a smaller memory_limit.",
+                "memory_limit",
+            )
         budget = self.limits.memory_budget
-        if memory > budget:
+        if budget and memory > budget:
             raise MemoryLimitOverBudget(
                 f"memory_limit '{memory_limit}' ({human(memory)}) is more than this server's "
                 f"whole memory budget of {human(budget)} (LOCALBOX_MEMORY_BUDGET). Choose a "
                 "smaller memory_limit, or raise LOCALBOX_MEMORY_BUDGET.",
                 "memory_limit",
             )
+
+    def ensure_free_memory(self, starting: int = 0) -> None:
+        """429 while the host has less free memory than LOCALBOX_MIN_FREE_MEMORY, counting
+        `starting` sandboxes that are being started and do not show yet."""
+        floor = self.limits.min_free_memory
+        if floor == 0:
+            return
+        free = self.free_memory() - starting * PENDING_SANDBOX_BYTES
+        if free < floor:
+            raise MemoryLow(
+                f"This host has only {human(max(free, 0))} of memory available, less than "
+                f"LOCALBOX_MIN_FREE_MEMORY ({human(floor)}), so new containers are refused "
+                "until memory is freed. Delete containers you no longer need or wait for some "
+                "to expire, then try again; or lower LOCALBOX_MIN_FREE_MEMORY."
+            )
+
+    def room_for_a_spare(self) -> bool:
+        """Whether the warm pool may start a spare: it must leave room for one more create."""
+        try:
+            self.ensure_free_memory(starting=1)
+        except MemoryLow:
+            return False
+        return True
+
+    @contextmanager
+    def container_slot(self, memory_limit: str) -> Iterator[None]:
+        """Admit one running container with this memory limit for the duration of the block
+        (until its record is written and counts by itself)."""
+        memory = MEMORY_LIMITS[memory_limit]
+        self._check_memory_limit(memory_limit, memory)
         self.ensure_free_disk()
+        budget = self.limits.memory_budget
         with self._lock:
             now = self.usage()
             running = now.running + self._pending_containers
@@ -135,7 +191,7 @@ class Capacity:
                     f"(LOCALBOX_MAX_CONTAINERS={self.limits.max_containers}). Delete a "
                     "container or wait for one to expire, then try again."
                 )
-            if used + memory > budget:
+            if budget and used + memory > budget:
                 raise MemoryBudgetExhausted(
                     f"A '{memory_limit}' container does not fit now: the running containers' "
                     f"memory limits add up to {human(used)} of the {human(budget)} budget "
@@ -143,6 +199,7 @@ class Capacity:
                     "choose a smaller memory_limit, or try again later.",
                     "memory_limit",
                 )
+            self.ensure_free_memory(self._pending_containers)
             self._pending_containers += 1
             self._pending_memory += memory
         try:

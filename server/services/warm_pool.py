@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from server.runtime import ExecDone, ExecRequest, SandboxRuntime, SandboxRuntimeError
 
@@ -58,6 +58,7 @@ class WarmPool:
         memory_bytes: int,
         warm_imports: Sequence[str] = (),
         refill_delay: float = REFILL_DELAY,
+        has_room: Callable[[], bool] = lambda: True,
     ) -> None:
         self._runtime = runtime
         self.size = size
@@ -74,6 +75,9 @@ class WarmPool:
         self._closed = threading.Event()
         """Set (under the lock) by close(); ends the refill thread and any pause it waits out."""
         self._failing = False
+        self._has_room = has_room
+        """Whether the host has the memory for one more spare (else retried later)."""
+        self._short = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -142,7 +146,7 @@ class WarmPool:
             self._wake.clear()
             self._wait_for_a_pause()
             if not self._fill_one():
-                self._wake.wait(RETRY_SECONDS if self._failing else None)
+                self._wake.wait(RETRY_SECONDS if self._failing or self._short else None)
 
     def _wait_for_a_pause(self) -> None:
         """Until REFILL_DELAY has passed since the last take (or the pool closes)."""
@@ -154,10 +158,14 @@ class WarmPool:
 
     def _fill_one(self) -> bool:
         """Make one spare if the pool is short; False when there is nothing to do (or the
-        runtime failed, to be retried later)."""
+        runtime failed, or the host is short of memory: retried later)."""
         with self._lock:
             if self._closed.is_set() or len(self._ready) >= self.size:
                 return False
+        self._short = not self._has_room()
+        if self._short:
+            return False
+        with self._lock:
             spare_id = new_spare_id()
             self._busy.add(spare_id)
         try:

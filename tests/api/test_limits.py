@@ -123,12 +123,11 @@ def test_uploads_keep_their_own_cap(limited: LocalboxServer) -> None:
 
 def test_container_count_and_memory_budget(limited: LocalboxServer) -> None:
     client = limited.client(max_retries=0)
-    for never in ("64g", "16g"):
-        with pytest.raises(openai.BadRequestError) as bad:
-            client.containers.create(name="never", memory_limit=never)  # type: ignore[arg-type]
-        assert bad.value.param == "memory_limit"
-        assert bad.value.code == "memory_limit_over_budget"
-        assert "LOCALBOX_MEMORY_BUDGET" in bad.value.message
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.containers.create(name="never", memory_limit="16g")
+    assert bad.value.param == "memory_limit"
+    assert bad.value.code == "memory_limit_over_budget"
+    assert "LOCALBOX_MEMORY_BUDGET" in bad.value.message
     big = client.containers.create(name="big", memory_limit="4g")
     with pytest.raises(openai.RateLimitError) as later:
         client.containers.create(name="later", memory_limit="4g")
@@ -197,9 +196,55 @@ def test_uploads_and_creates_are_refused_when_the_disk_is_nearly_full(tmp_path: 
         assert client.containers.list().data == []
 
 
-def test_the_default_memory_budget_is_the_hosts_memory(tmp_path: Path) -> None:
+def metric(server: LocalboxServer, name: str) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    return float(next(x for x in text.splitlines() if x.startswith(f"{name} ")).split()[1])
+
+
+def mem_available() -> int:
+    line = next(x for x in Path("/proc/meminfo").read_text().splitlines() if "MemAvailable" in x)
+    return int(line.split()[1]) * 1024
+
+
+def test_by_default_creates_are_admitted_by_free_memory_not_by_limits(tmp_path: Path) -> None:
     host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    with serving(tmp_path / "data", {"LOCALBOX_MEMORY_BUDGET": "0"}) as server:
-        text = httpx.get(f"{server.url}/metrics").text
-    line = next(x for x in text.splitlines() if x.startswith("localbox_memory_budget_bytes "))
-    assert float(line.split()[1]) == host
+    env = {"LOCALBOX_MEMORY_BUDGET": "0"}
+    with serving(tmp_path / "data", env) as server:
+        assert metric(server, "localbox_memory_budget_bytes") == 0
+        assert metric(server, "localbox_min_free_memory_bytes") == 1 << 30
+        available = metric(server, "localbox_memory_available_bytes")
+        assert 0 < available <= host
+        assert abs(available - mem_available()) < 1 << 30
+        client = server.client(max_retries=0)
+        # Limits that add up to more than the host's memory: each is only a ceiling.
+        made = [client.containers.create(name=f"big-{i}", memory_limit="16g") for i in range(3)]
+        assert host < 3 * (16 << 30)
+        assert metric(server, "localbox_memory_limit_bytes") == 3 * (16 << 30)
+        # A limit beyond the host's whole memory could never be had: a 400, not a 429.
+        with pytest.raises(openai.BadRequestError) as never:
+            client.containers.create(name="never", memory_limit="64g")
+        assert never.value.code == "memory_limit_over_host"
+        assert never.value.param == "memory_limit"
+        assert "whole memory" in never.value.message
+        for c in made:
+            client.containers.delete(c.id)
+
+
+def test_a_floor_above_the_hosts_memory_refuses_every_create(tmp_path: Path) -> None:
+    env = {"LOCALBOX_MIN_FREE_MEMORY": "1t", "LOCALBOX_WARM_POOL": "1"}
+    with serving(tmp_path / "data", env) as server:
+        client = server.client(max_retries=0)
+        uploaded = client.files.create(file=("in.txt", b"data"), purpose="assistants")
+        for kwargs in ({}, {"file_ids": [uploaded.id]}):
+            with pytest.raises(openai.RateLimitError) as low:
+                client.containers.create(name="refused", **kwargs)  # type: ignore[arg-type]
+            assert low.value.code == "insufficient_memory"
+            assert low.value.response.headers["retry-after"] == "1"
+            message = low.value.message
+            assert "LOCALBOX_MIN_FREE_MEMORY (1.0 TiB)" in message
+            assert "Delete containers" in message
+        # The warm pool does not start spares the host has no memory for.
+        time.sleep(1.5)
+        assert metric(server, "localbox_warm_pool_ready") == 0
+        assert client.containers.list().data == []
+        client.files.delete(uploaded.id)
