@@ -49,6 +49,8 @@ class LocalboxServer:
     api_key: str = "sk-test"
     nofile: int | None = None
     """An open-file limit (soft and hard) for the server process, when a test needs one."""
+    cgroup: Path | None = None
+    """A cgroup directory (its memory controller's) the server process starts in."""
     process: subprocess.Popen[bytes] | None = None
     clients: list[openai.OpenAI] = field(default_factory=list)
 
@@ -79,6 +81,9 @@ class LocalboxServer:
         argv = [sys.executable, "-m", "server"]
         if self.nofile is not None:
             argv = ["prlimit", f"--nofile={self.nofile}:{self.nofile}", *argv]
+        if self.cgroup is not None:
+            enter = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+            argv = ["sh", "-c", enter, str(self.cgroup), *argv]
         with (self.data_dir / "server.log").open("ab") as log:
             self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
@@ -142,10 +147,13 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 @contextmanager
 def serving(
-    data_dir: Path, env: dict[str, str] | None = None, nofile: int | None = None
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    nofile: int | None = None,
+    cgroup: Path | None = None,
 ) -> Iterator[LocalboxServer]:
     """A server of the caller's own; stopped, and its sandboxes removed, at the end."""
-    server = LocalboxServer(data_dir=data_dir, env=env or {}, nofile=nofile)
+    server = LocalboxServer(data_dir=data_dir, env=env or {}, nofile=nofile, cgroup=cgroup)
     server.start()
     try:
         yield server
