@@ -303,14 +303,23 @@ class ContainerService:
             if self._repair("finish deleting", self._finish_delete, cid):
                 metrics.count_reconcile("finished_delete")
                 finished += 1
-        sandboxes = {s.container_id: s for s in self._runtime.list_sandboxes()}
+        # The records first: a record is written only once its sandbox runs, so each of these
+        # has a sandbox in the listing unless it was lost. Creates and deletes that begin
+        # while the engine lists are taken in afterwards.
         running_ids = set(self._repo.ids_with_status("running"))
+        sandboxes = {s.container_id: s for s in self._runtime.list_sandboxes()}
+        with self._creating_lock:
+            creating |= self._creating
+            in_request |= self._deleting
         now = self._clock()
         for cid, sandbox in sandboxes.items():
             if cid not in running_ids:
                 if cid in creating or cid in in_request or cid in deleting:
                     continue  # its record is not written yet, or its delete is under way
-                if now - sandbox.created_at < grace_seconds and self._repo.get(cid) is None:
+                record = self._repo.get(cid)
+                if record is not None and record.status == "running":
+                    continue  # created while the engine was listing
+                if now - sandbox.created_at < grace_seconds and record is None:
                     continue  # a create may be in flight in another process
                 log.info("removing sandbox %s: no running container owns it", cid)
                 if self._repair("remove the sandbox of", self._runtime.destroy, cid):
@@ -330,6 +339,9 @@ class ContainerService:
                     cid,
                 )
         for cid in running_ids - sandboxes.keys():
+            record = self._repo.get(cid)
+            if cid in in_request or record is None or record.status != "running":
+                continue  # deleted or expired while the engine was listing
             log.warning("sandbox of container %s vanished; marking it expired", cid)
             if self._repair("mark expired", self._lost, cid):
                 metrics.count_reconcile("marked_expired")

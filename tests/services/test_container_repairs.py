@@ -5,12 +5,13 @@ revived, whether or not the sweep has run."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from server.errors import ContainerExpired, ContainerNotFound
-from server.runtime import SandboxRuntimeError
+from server.runtime import SandboxInfo, SandboxRuntimeError
 from server.services.activity import Activity
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService, CreateContainer
@@ -28,10 +29,14 @@ from tests.services.memory_runtime import MemoryRuntime
 
 
 class Parts:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, runtime: MemoryRuntime | None = None) -> None:
         db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
         db.create_tables()
-        self.runtime, self.clock, self.activity = MemoryRuntime(), Clock(1_000_000.0), Activity()
+        self.runtime, self.clock, self.activity = (
+            runtime or MemoryRuntime(),
+            Clock(1_000_000.0),
+            Activity(),
+        )
         self.repo = ContainerRepository(db)
         files = FileService(
             FileRepository(db), BlobStore(tmp_path / "blobs"), self.clock, max_bytes=1 << 20
@@ -161,3 +166,35 @@ def test_a_container_running_code_past_its_deadline_is_still_running(parts: Part
         assert parts.service.retrieve(c.id).status == "running"
         assert parts.listed()[c.id] == "running"
     assert parts.service.retrieve(c.id).status == "running"  # it was touched meanwhile
+
+
+class ListingRace(MemoryRuntime):
+    """The engine's listing is taken, then something happens before it reaches the server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meanwhile: list[Callable[[], object]] = []
+
+    def list_sandboxes(self) -> list[SandboxInfo]:
+        listed = super().list_sandboxes()
+        while self.meanwhile:
+            self.meanwhile.pop()()
+        return listed
+
+
+def test_creates_and_deletes_while_the_engine_lists_are_left_alone(tmp_path: Path) -> None:
+    runtime = ListingRace()
+    parts = Parts(tmp_path, runtime)
+    kept = parts.service.create(CreateContainer(name="kept"))
+    going = parts.service.create(CreateContainer(name="going"))
+    made: list[str] = []
+    runtime.meanwhile = [
+        lambda: made.append(parts.service.create(CreateContainer(name="new")).id),
+        lambda: parts.service.delete(going.id),
+    ]
+    parts.service.reconcile(grace_seconds=60.0)
+    assert parts.listed() == {kept.id: "running", made[0]: "running"}
+    assert made[0] in runtime.sandboxes
+    # The next pass sees the new one in the listing too: nothing to repair.
+    parts.service.reconcile(grace_seconds=60.0)
+    assert parts.listed() == {kept.id: "running", made[0]: "running"}
