@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_burst
 import bench_exec
 import bench_files
 import bench_listing
@@ -38,6 +39,7 @@ def main() -> None:
         ("transfers", bench_files.rows),
         ("listing", bench_listing.rows),
         ("responses", bench_responses.rows),
+        ("a burst of creates", lambda: bench_burst.rows(image)),
     ):
         print(f"==> measuring {name}", file=sys.stderr, flush=True)
         rows += measure()
