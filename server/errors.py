@@ -97,6 +97,22 @@ class ContainerFileGone(NotFound):
         )
 
 
+class UploadConflict(ApiError):
+    """Code in the container changed the upload's file (or a directory on its way) while it
+    was written: nothing was placed, and trying again may succeed."""
+
+    status = 409
+    code = "upload_conflict"
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(
+            f"The upload to {path} was not placed: code in the container changed its file or "
+            f"a directory on its way while it was written ({why}). Nothing was changed; try "
+            "again.",
+            "file",
+        )
+
+
 class ContainerExpired(InvalidRequest):
     def __init__(self) -> None:
         super().__init__("Container is expired.", "container_id")

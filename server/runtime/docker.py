@@ -424,7 +424,9 @@ class DockerRuntime:
         if root is not None:
             try:
                 volume_files.stage(root, temp, source, size, (SANDBOX_UID, SANDBOX_UID))
-            except (volume_files.NotAFile, OSError) as exc:
+            except volume_files.NotAFile as exc:  # a symlink or file on the way
+                raise SandboxFileNotFound(str(exc)) from exc
+            except OSError as exc:
                 raise SandboxRuntimeError(f"write file: {exc}") from exc
             return
         sandbox = self._sandbox(container_id)

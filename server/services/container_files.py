@@ -23,6 +23,7 @@ from server.errors import (
     InvalidRequest,
     PayloadTooLarge,
     SandboxFailure,
+    UploadConflict,
 )
 from server.ids import Clock, new_container_file_id
 from server.runtime import (
@@ -80,6 +81,17 @@ class ContainerFileService:
                 raise ContainerExpired() from exc
             raise
 
+    @contextmanager
+    def _placing(self, container_id: str, path: str, action: str) -> Iterator[None]:
+        """Runtime calls that write a file: one that code in the sandbox raced (a symlink
+        swapped in for the upload's file or a directory on its way) is a 409, not a failure."""
+        try:
+            with self._sandbox(container_id, action):
+                yield
+        except SandboxFileNotFound as exc:
+            log.info("upload to %s in %s refused: %s", path, container_id, exc)
+            raise UploadConflict(f"/mnt/data/{path}", str(exc)) from None
+
     def _active(self, container_id: str) -> Container:
         return touch_running(self._containers, container_id, int(self._clock()))
 
@@ -103,7 +115,7 @@ class ContainerFileService:
         name = _writable(safe_name(filename), "file")
         self._active(container_id)
         self._check_room(container_id, size)
-        with self._sandbox(container_id, "write the file into the sandbox"):
+        with self._placing(container_id, name, "write the file into the sandbox"):
             return self._runtime.stage_file(container_id, name, source, size)
 
     def finish_upload(
@@ -154,7 +166,7 @@ class ContainerFileService:
         """Write the bytes beside name, then put them in place: until they are all there, a
         file of that name keeps its old bytes, and a write cut off leaves no file of it."""
         self._check_room(container_id, size)
-        with self._sandbox(container_id, "write the file into the sandbox"):
+        with self._placing(container_id, name, "write the file into the sandbox"):
             staged = self._runtime.stage_file(container_id, name, source, size)
         return self._commit(container_id, staged)
 
@@ -163,7 +175,7 @@ class ContainerFileService:
     ) -> ContainerFile:
         """Rename a staged write into place and record it (a settled size when given)."""
         with self._lock(container_id):
-            with self._sandbox(container_id, "write the file into the sandbox"):
+            with self._placing(container_id, staged.path, "write the file into the sandbox"):
                 self._runtime.commit_file(container_id, staged, size=size, tail=tail)
             file = ContainerFile(
                 id=new_container_file_id(),
