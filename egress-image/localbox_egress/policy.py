@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -27,9 +28,17 @@ def normalise_host(host: str) -> str:
 
 
 def is_ip_literal(host: str) -> bool:
+    """Whether a resolver would take host for an address rather than a name to look up:
+    besides the usual forms, every one inet_aton accepts (127.1, 2130706433, 0x7f.1, 0177.1)."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
+        pass
+    else:
+        return True
+    try:
+        socket.inet_aton(host)
+    except OSError:
         return False
     return True
 

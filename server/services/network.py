@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
@@ -55,20 +56,36 @@ class SecretRequest:
     value: str = field(repr=False)
 
 
+def is_ip_literal(host: str) -> bool:
+    """Whether a resolver would take host for an address rather than a name to look up:
+    besides the usual forms, every one inet_aton accepts (127.1, 2130706433, 0x7f.1, 0177.1)."""
+    try:
+        ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return True
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return True
+
+
 def _host_matches(host: str, domain: str) -> bool:
     return host == domain or host.endswith("." + domain)
 
 
 def _domain(entry: str, param: str) -> str:
     value = entry.strip().lower().rstrip(".")
+    if value.startswith("[") or is_ip_literal(value):  # IPv6, bracketed or not
+        raise InvalidRequest(
+            f"'{entry}' is an IP address; allowed_domains takes domain names.", param
+        )
     host, sep, port = value.partition(":")
     if sep and (not port.isdigit() or not 1 <= int(port) <= 65535):
         raise InvalidRequest(f"'{entry}' has no valid port.", param)
-    try:
-        ip_address(host.strip("[]"))
-    except ValueError:
-        pass
-    else:
+    if is_ip_literal(host):
         raise InvalidRequest(
             f"'{entry}' is an IP address; allowed_domains takes domain names.", param
         )

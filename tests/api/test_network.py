@@ -418,3 +418,29 @@ def test_bad_allowlists_are_refused(
         client.containers.create(name="bad", network_policy={"type": "allowlist", **policy})  # type: ignore[arg-type]
     assert info.value.param is not None
     assert info.value.param.startswith(param)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "127.1",
+        "172.24.1:18999",
+        "2130706433",
+        "0x7f.1",
+        "0177.0.0.1",
+        "127.0.0.1.",
+        "[::1]",
+        "::1",
+        "[::ffff:7f00:1]:443",
+    ],
+)
+def test_every_form_a_resolver_takes_for_an_address_is_refused(
+    client: openai.OpenAI, entry: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.containers.create(
+            name="bad",
+            network_policy={"type": "allowlist", "allowed_domains": ["allowed.test", entry]},  # type: ignore[arg-type]
+        )
+    assert info.value.param == "network_policy.allowed_domains[1]"
+    assert f"'{entry}' is an IP address" in info.value.message

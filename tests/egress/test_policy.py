@@ -34,6 +34,11 @@ POLICY = {
         ("other.org", 443, "other.org is not on"),
         ("93.184.215.14", 80, "is an IP address"),
         ("[::1]", 443, "is an IP address"),
+        ("127.1", 80, "is an IP address"),
+        ("172.24.1", 18999, "is an IP address"),
+        ("2130706433", 443, "is an IP address"),
+        ("0x7f.1", 443, "is an IP address"),
+        ("0177.0.0.1", 443, "is an IP address"),
         ("", 80, "without a host"),
     ],
 )
