@@ -78,6 +78,8 @@ def create_app(
             egress_image=settings.egress_image,
             egress_subnets=settings.egress_subnets,
             egress_extra_ca=settings.egress_extra_ca_pem,
+            egress_allow_private=settings.egress_allow_private_list,
+            egress_max_connections=settings.egress_max_connections,
         )
     container_repo = ContainerRepository(db)
     file_repo = FileRepository(db)

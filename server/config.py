@@ -35,6 +35,17 @@ def _egress_subnets(value: str) -> str:
     return str(network)
 
 
+def _cidr_list(value: str) -> str:
+    """A comma list of IP networks (CIDRs), each checked."""
+    for item in value.split(","):
+        if item.strip():
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item.strip()!r} is not an IP network (CIDR)") from exc
+    return value
+
+
 class Settings(BaseSettings):
     """Configuration read once at start-up and passed down; nothing reads the environment later."""
 
@@ -54,6 +65,8 @@ class Settings(BaseSettings):
     egress_image: str = "localbox-egress:latest"
     egress_subnets: Annotated[str, AfterValidator(_egress_subnets)] = "10.213.0.0/16"
     egress_extra_ca: Path | None = None
+    egress_allow_private: Annotated[str, AfterValidator(_cidr_list)] = ""
+    egress_max_connections: int = Field(default=64, ge=1, le=4096)
     max_upload_bytes: Size = Field(default=512 << 20, ge=1)
     max_json_bytes: Size = Field(default=16 << 20, ge=1024)
     max_containers: int = Field(default=100, ge=1)
@@ -111,6 +124,15 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.resolved_data_dir / 'localbox.db'}"
+
+    @property
+    def egress_allow_private_list(self) -> tuple[str, ...]:
+        """Ranges the egress proxy may connect to although they are private (normalised)."""
+        return tuple(
+            str(ipaddress.ip_network(item.strip(), strict=False))
+            for item in self.egress_allow_private.split(",")
+            if item.strip()
+        )
 
     @property
     def egress_extra_ca_pem(self) -> str:

@@ -1,50 +1,99 @@
-"""The mitmproxy addon: refuse what a sandbox's policy does not allow, swap secrets in."""
+"""The mitmproxy addon of one sandbox's proxy process: refuse what its policy does not allow,
+connect only to the address it checked, swap secrets in on the way out and take them out on
+the way back, and bound what the sandbox may hold open."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from pathlib import Path
+import socket
 
-from mitmproxy import http
+from mitmproxy import connection, http
+from mitmproxy.proxy import server_hooks
 
 from localbox_egress.policy import (
     Policy,
-    PolicyStore,
+    PolicyFile,
+    Redactor,
+    is_ip_literal,
+    normalise_host,
     printable,
+    redact,
     substitute_header,
     substitute_path,
 )
 
 log = logging.getLogger("localbox.egress")
-POLICY_DIR = Path("/var/lib/localbox-egress/policies")
+TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv")
+PLAIN = ("", "identity")
 
 
-def _refuse(flow: http.HTTPFlow, reason: str) -> None:
+def _answer(flow: http.HTTPFlow, status: int, reason: str, phrase: str) -> None:
     flow.response = http.Response.make(
-        403,
-        f"localbox egress proxy: blocked: {reason}.\n",
+        status,
+        f"localbox egress proxy: {phrase.lower()}: {reason}.\n",
         {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"},
     )
     # Clients show the reason phrase of a refused CONNECT (requests: "Tunnel connection
-    # failed: 403 ..."), so it names the host too.
-    flow.response.reason = f"Blocked by localbox egress policy: {reason}"[:200]
-    log.info("blocked: %s", reason)
+    # failed: 403 ..."), so it says why too.
+    flow.response.reason = f"{phrase} by localbox egress policy: {reason}"[:200]
+    log.info("%s: %s", phrase.lower(), reason)
+
+
+def _refuse(flow: http.HTTPFlow, reason: str) -> None:
+    _answer(flow, 403, reason, "Blocked")
+
+
+def _textual(response: http.Response) -> bool:
+    kind = response.headers.get("content-type", "").lower()
+    return not kind or any(t in kind for t in TEXT_TYPES)
 
 
 class Egress:
-    def __init__(self, store: PolicyStore) -> None:
-        self.store = store
+    def __init__(self, policy: PolicyFile) -> None:
+        self.policy_file = policy
+        self.open = 0
+        """Client connections open now: all from the one sandbox this process serves."""
+        self.names: dict[tuple[str, str, int], str] = {}
+        """(client connection id, address, port) -> the host name checked for it, so the
+        TLS connection to that address is made (and verified) for the name."""
 
-    def _policy(self, flow: http.HTTPFlow) -> Policy | None:
-        try:
-            return self.store.lookup(flow.client_conn.peername[0])
-        except ValueError:
-            return None
+    # -- connections -------------------------------------------------------------------
+
+    def client_connected(self, client: connection.Client) -> None:
+        self.open += 1
+        policy = self.policy_file.current()
+        if policy is not None and self.open > 2 * policy.max_connections:
+            client.error = "too many connections"  # far past the limit: closed unanswered
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self.open -= 1
+        for key in [k for k in self.names if k[0] == client.id]:
+            del self.names[key]
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Verify (and name in SNI) a TLS server by the host name, not the pinned address."""
+        server = data.server
+        if server.address is None:
+            return
+        name = self.names.get((data.client.id, str(server.address[0]), server.address[1]))
+        if name is not None and (server.sni is None or is_ip_literal(server.sni)):
+            server.sni = name
+
+    # -- requests ----------------------------------------------------------------------
 
     def _check(self, flow: http.HTTPFlow) -> Policy | None:
-        policy = self._policy(flow)
-        if policy is None:
-            _refuse(flow, f"no policy for client {printable(flow.client_conn.peername[0])}")
+        policy = self.policy_file.current()
+        client = flow.client_conn.peername[0]
+        if policy is None or not policy.admits(client):
+            _refuse(flow, f"no policy for client {printable(client)}")
+            return None
+        if self.open > policy.max_connections:
+            reason = (
+                f"this container holds {self.open} connections, more than its limit of "
+                f"{policy.max_connections} (LOCALBOX_EGRESS_MAX_CONNECTIONS); close some"
+            )
+            _answer(flow, 429, reason, "Limited")
             return None
         reason = policy.refusal(flow.request.host, flow.request.port)
         if reason is not None:
@@ -52,25 +101,78 @@ class Egress:
             return None
         return policy
 
-    def http_connect(self, flow: http.HTTPFlow) -> None:
-        self._check(flow)
+    async def _address(self, flow: http.HTTPFlow, policy: Policy) -> str | None:
+        """The address to connect to for the request's host, checked; None when refused."""
+        host, port = normalise_host(flow.request.host), flow.request.port
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError:
+            infos = []
+        address, reason = policy.pick_address(host, [str(i[4][0]) for i in infos])
+        if address is None:
+            _refuse(flow, reason or f"{printable(host)} cannot be reached")
+        return address
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
+        policy = self._check(flow)
+        if policy is not None:
+            await self._address(flow, policy)  # refused here already, with a clear answer
+
+    async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
             return
         policy = self._check(flow)
         if policy is None:
             return
-        secrets = policy.secrets_for(flow.request.host)
-        if not secrets:
+        host = normalise_host(flow.request.host)
+        secrets = policy.secrets_for(host)
+        if secrets:
+            headers = flow.request.headers
+            for name in list(headers.keys()):
+                values = headers.get_all(name)
+                swapped = [substitute_header(v, secrets) for v in values]
+                if swapped != values:
+                    headers.set_all(name, swapped)
+            flow.request.path = substitute_path(flow.request.path, secrets)
+        # Resolved once, checked, and connected to as that address: a name that resolves
+        # elsewhere the next time (DNS rebinding) changes nothing.
+        address = await self._address(flow, policy)
+        if address is None:
             return
-        headers = flow.request.headers
+        header = flow.request.host_header
+        flow.request.host = address
+        flow.request.host_header = header
+        self.names[(flow.client_conn.id, address, flow.request.port)] = host
+
+    # -- responses ---------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """Real secret values never come back to the sandbox: taken out of response headers,
+        and out of text bodies as they stream (compressed ones in `response`)."""
+        policy = self.policy_file.current()
+        if flow.response is None or policy is None or not policy.secrets:
+            return
+        pairs = policy.redactions()
+        headers = flow.response.headers
         for name in list(headers.keys()):
             values = headers.get_all(name)
-            swapped = [substitute_header(v, secrets) for v in values]
-            if swapped != values:
-                headers.set_all(name, swapped)
-        flow.request.path = substitute_path(flow.request.path, secrets)
+            cleaned = [redact(v.encode(), pairs).decode(errors="replace") for v in values]
+            if cleaned != values:
+                headers.set_all(name, cleaned)
+        encoding = headers.get("content-encoding", "").lower().strip()
+        if _textual(flow.response) and encoding in PLAIN:
+            flow.response.stream = Redactor(pairs)
 
-
-addons = [Egress(PolicyStore(POLICY_DIR))]
+    def response(self, flow: http.HTTPFlow) -> None:
+        policy = self.policy_file.current()
+        if flow.response is None or policy is None or not policy.secrets:
+            return
+        if flow.response.stream or not _textual(flow.response):
+            return
+        content = flow.response.get_content(strict=False)
+        if content:
+            cleaned = redact(content, policy.redactions())
+            if cleaned != content:
+                flow.response.set_content(cleaned)

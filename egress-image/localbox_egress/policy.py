@@ -1,8 +1,10 @@
-"""Sandbox egress policies: which hosts a sandbox may reach, and the secrets swapped in on the way.
+"""Sandbox egress policies: which hosts a sandbox may reach, which addresses a name may lead
+to, the secrets swapped in on the way out and taken out again on the way back.
 
 Pure Python (no mitmproxy), so it is unit-tested outside Docker. The server writes one JSON
-file per allowlisted sandbox into the policy directory; the proxy finds a connection's policy
-by the subnet of the sandbox's own internal network, which sandbox code cannot forge.
+file per allowlisted sandbox into the policy directory; each sandbox has a proxy process of
+its own, listening on the sandbox's own internal network only, which reads that one file and
+checks that a connection comes from the sandbox's subnet (which sandbox code cannot forge).
 """
 
 from __future__ import annotations
@@ -72,11 +74,71 @@ class Secret:
     value: str
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+CGNAT = ipaddress.ip_network("100.64.0.0/10")
+LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
+
+
+def _networks(values: object) -> tuple[Network, ...]:
+    if not isinstance(values, list):
+        return ()
+    return tuple(ipaddress.ip_network(str(v), strict=False) for v in values)
+
+
+def address_refusal(
+    address: Address,
+    blocked: tuple[Network, ...] = (),
+    allowed: tuple[Network, ...] = (),
+    denied: tuple[Network, ...] = (),
+) -> str | None:
+    """Why the proxy may not connect to this address, or None. Loopback, link-local (cloud
+    metadata), private, shared (CGNAT), multicast, reserved and unspecified addresses, IPv6
+    ULA and link-local, and the networks in blocked (the host's own addresses, Docker's
+    networks) are refused unless allowed lists them; those in denied (the sandboxes' own
+    networks) always are."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in NAT64:  # an IPv4 address reached through a NAT64 gateway
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in n for n in denied):
+        return "an address of localbox's sandbox networks"
+    if any(address in n for n in allowed):
+        return None
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local or address in LINK_LOCAL:
+        return "a link-local address (where clouds serve instance metadata)"
+    if address.is_multicast:
+        return "a multicast address"
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address in CGNAT:
+        return "a shared (CGNAT) address"
+    if any(address in n for n in blocked):
+        return "an address of the host or of one of its Docker networks"
+    if address.is_private or address.is_reserved or not address.is_global:
+        return "a private or reserved address"
+    return None
+
+
 @dataclass(frozen=True)
 class Policy:
     container_id: str
     rules: tuple[Rule, ...]
     secrets: tuple[Secret, ...] = field(default=())
+    subnet: Network | None = None
+    """The sandbox's own network: connections come from there or are refused."""
+    blocked: tuple[Network, ...] = ()
+    """The host's own addresses and Docker's networks, refused besides the special ranges."""
+    allowed: tuple[Network, ...] = ()
+    """Ranges the operator opened (LOCALBOX_EGRESS_ALLOW_PRIVATE)."""
+    denied: tuple[Network, ...] = ()
+    """Never reachable, whatever is allowed: the sandboxes' own networks."""
+    max_connections: int = 64
+    """Connections the sandbox may hold open at once (LOCALBOX_EGRESS_MAX_CONNECTIONS)."""
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Policy:
@@ -84,6 +146,7 @@ class Policy:
         secrets = data.get("secrets") or []
         if not isinstance(domains, list) or not isinstance(secrets, list):
             raise ValueError("allowed_domains and secrets must be lists")
+        subnet = data.get("subnet")
         return cls(
             container_id=str(data["container_id"]),
             rules=tuple(Rule.parse(str(d)) for d in domains),
@@ -91,7 +154,21 @@ class Policy:
                 Secret(normalise_host(str(s["domain"])), str(s["placeholder"]), str(s["value"]))
                 for s in secrets
             ),
+            subnet=ipaddress.ip_network(str(subnet)) if subnet else None,
+            blocked=_networks(data.get("blocked_networks")),
+            allowed=_networks(data.get("allowed_networks")),
+            denied=_networks(data.get("denied_networks")),
+            max_connections=int(str(data.get("max_connections", 64))),
         )
+
+    def admits(self, client_ip: str) -> bool:
+        """Whether a connection from client_ip comes from this policy's sandbox."""
+        if self.subnet is None:
+            return False
+        address = ipaddress.ip_address(client_ip.split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return address in self.subnet
 
     def refusal(self, host: str, port: int) -> str | None:
         """Why a request to host:port is refused, or None when it may go."""
@@ -107,9 +184,36 @@ class Policy:
             return f"port {port} of {printable(host)} is not on this container's allowlist"
         return None
 
+    def pick_address(self, host: str, addresses: list[str]) -> tuple[str | None, str | None]:
+        """Of the addresses host resolved to, the first the proxy may connect to, or None
+        and why not."""
+        if not addresses:
+            return None, f"{printable(host)} does not resolve"
+        first_reason = None
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%")[0])
+            reason = address_refusal(address, self.blocked, self.allowed, self.denied)
+            if reason is None:
+                return text, None
+            if first_reason is None:
+                first_reason = (
+                    f"{printable(host)} resolves to {address}, {reason}; the proxy reaches "
+                    "public addresses only (LOCALBOX_EGRESS_ALLOW_PRIVATE opens ranges)"
+                )
+        return None, first_reason
+
     def secrets_for(self, host: str) -> list[Secret]:
         host = normalise_host(host)
         return [s for s in self.secrets if host_matches(host, s.domain)]
+
+    def redactions(self) -> list[tuple[bytes, bytes]]:
+        """(real value, placeholder) for every secret, as sent and percent-encoded: what
+        must not come back to the sandbox in a response."""
+        pairs: dict[bytes, bytes] = {}
+        for s in self.secrets:
+            for value in (s.value, quote(s.value, safe="")):
+                pairs.setdefault(value.encode(), s.placeholder.encode())
+        return sorted(pairs.items(), key=lambda p: -len(p[0]))
 
 
 def substitute_header(value: str, secrets: list[Secret]) -> str:
@@ -130,42 +234,54 @@ def substitute_path(path: str, secrets: list[Secret]) -> str:
     return base + sep + query
 
 
-class PolicyStore:
-    """The policies in one directory, read again whenever the directory changes."""
+def redact(data: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
+    for value, placeholder in pairs:
+        data = data.replace(value, placeholder)
+    return data
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._stamp: int | None = None
-        self._policies: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Policy]] = []
 
-    def lookup(self, client_ip: str) -> Policy | None:
-        address = ipaddress.ip_address(client_ip.split("%")[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        self._refresh()
-        for subnet, policy in self._policies:
-            if address in subnet:
-                return policy
-        return None
+class Redactor:
+    """Takes real secret values out of a body streamed in chunks: a value cut across two
+    chunks is still found, since the tail that could start one is held back until the next
+    chunk (or the end, marked by an empty chunk)."""
 
-    def _refresh(self) -> None:
+    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        self.pairs = pairs
+        self.hold = max((len(v) for v, _ in pairs), default=1) - 1
+        self.pending = b""
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        """The bytes that may go on now (none rather than an empty chunk, which HTTP/1.1
+        chunked encoding would take for the end)."""
+        data = redact(self.pending + chunk, self.pairs)
+        if not chunk or self.hold == 0:  # the end, or nothing to hold back
+            self.pending = b""
+            return [data] if data else []
+        cut = max(len(data) - self.hold, 0)
+        self.pending = data[cut:]
+        return [data[:cut]] if cut else []
+
+
+class PolicyFile:
+    """One sandbox's policy, read again whenever its file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._policy: Policy | None = None
+
+    def current(self) -> Policy | None:
         try:
-            stamp = os.stat(self.directory).st_mtime_ns
+            st = os.stat(self.path)
         except FileNotFoundError:
-            self._stamp, self._policies = None, []
-            return
-        if stamp == self._stamp:
-            return
-        policies = []
-        complete = True
-        for path in sorted(self.directory.glob("*.json")):
+            self._stamp, self._policy = None, None
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns)
+        if stamp != self._stamp:
             try:
-                data = json.loads(path.read_text())
-                subnet = ipaddress.ip_network(str(data["subnet"]))
-                policies.append((subnet, Policy.from_json(data)))
+                self._policy = Policy.from_json(json.loads(self.path.read_text()))
+                self._stamp = stamp
             except (OSError, ValueError, KeyError, TypeError):
-                # Most likely a file still being written: read the directory again next time.
-                complete = False
-                log.warning("could not read policy %s; will retry", path.name)
-        self._policies = policies
-        self._stamp = stamp if complete else None
+                log.warning("could not read policy %s; will retry", self.path.name)
+                self._policy = None
+        return self._policy

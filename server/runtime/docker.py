@@ -110,6 +110,8 @@ class DockerRuntime:
         egress_image: str = "localbox-egress:latest",
         egress_subnets: str = "10.213.0.0/16",
         egress_extra_ca: str = "",
+        egress_allow_private: tuple[str, ...] = (),
+        egress_max_connections: int = 64,
         direct_volume_io: bool = True,
     ) -> None:
         self.image = image
@@ -144,6 +146,8 @@ class DockerRuntime:
             image=egress_image,
             subnets=egress_subnets,
             extra_ca=egress_extra_ca,
+            allow_private=egress_allow_private,
+            max_connections=egress_max_connections,
         )
 
     @property

@@ -94,7 +94,9 @@ class DockerEgress:
         image: str,
         subnets: str,
         extra_ca: str = "",
-        memory_bytes: int = 512 << 20,
+        memory_bytes: int = 4 << 30,
+        allow_private: tuple[str, ...] = (),
+        max_connections: int = 64,
     ) -> None:
         self._client = client
         self.instance = instance
@@ -102,6 +104,10 @@ class DockerEgress:
         self.pool = ipaddress.ip_network(subnets)
         self.extra_ca = extra_ca
         self.memory_bytes = memory_bytes
+        """For the proxy container: every allowlisted sandbox's proxy process (about 30 MiB
+        each), each capped at 1 GiB of address space itself."""
+        self.allow_private = allow_private
+        self.max_connections = max_connections
         self.proxy_name = f"localbox-egress-{instance}"
         self.outside_network = self.proxy_name
         self.state_volume = f"{self.proxy_name}-state"
@@ -200,6 +206,15 @@ class DockerEgress:
             "(LOCALBOX_EGRESS_SUBNETS)"
         )
 
+    def _docker_subnets(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """Every Docker network's subnets, IPv6 ones included."""
+        found = []
+        for network in self.client.networks.list():
+            for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                with suppress(ValueError, TypeError):
+                    found.append(ipaddress.ip_network(config.get("Subnet", ""), strict=False))
+        return found
+
     def _taken_subnets(self) -> list[ipaddress.IPv4Network]:
         taken = []
         for network in self.client.networks.list():
@@ -225,6 +240,13 @@ class DockerEgress:
                 {"domain": s.domain, "placeholder": s.placeholder, "value": s.value}
                 for s in policy.secrets
             ],
+            # Never reachable, whatever the operator opened: the other sandboxes' networks.
+            "denied_networks": [str(self.pool)],
+            "blocked_networks": sorted(
+                {str(n) for n in self._docker_subnets()} | {str(a) for a in host_addresses()}
+            ),
+            "allowed_networks": list(self.allow_private),
+            "max_connections": self.max_connections,
         }
         key = _policy_key(subnet)
         data = json.dumps(document).encode()
@@ -322,7 +344,7 @@ class DockerEgress:
             },
             environment={"LOCALBOX_EGRESS_EXTRA_CA_PEM": self.extra_ca},
             mem_limit=self.memory_bytes,
-            pids_limit=256,
+            pids_limit=8192,  # a process (a few threads) per allowlisted sandbox
             init=True,
             log_config=docker.types.LogConfig(
                 type="json-file", config={"max-size": "1m", "max-file": "1"}
@@ -397,6 +419,25 @@ class DockerEgress:
             if subnet is not None:
                 log.info("reconnecting the egress proxy to the network of %s", cid)
                 own.connect(proxy, ipv4_address=str(list(subnet.hosts())[1]))
+
+
+def host_addresses(proc: str = "/proc/net") -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses of this machine (of the server's network namespace): the proxy may not
+    connect to them, whatever they are, public ones included."""
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    with suppress(OSError), open(f"{proc}/fib_trie") as f:
+        previous = ""
+        for line in f:
+            if "/32 host LOCAL" in line:
+                with suppress(ValueError):
+                    found.append(ipaddress.IPv4Address(previous.split()[-1]))
+            previous = line
+    with suppress(OSError), open(f"{proc}/if_inet6") as f:
+        for line in f:
+            raw = line.split()[0]
+            with suppress(ValueError, IndexError):
+                found.append(ipaddress.IPv6Address(int(raw, 16)))
+    return sorted(set(found), key=lambda a: (a.version, int(a)))
 
 
 def _subnet_of(network: Network) -> ipaddress.IPv4Network | None:

@@ -31,6 +31,7 @@ from tests.conftest import LocalboxServer, serving
 HERE = Path(__file__).resolve().parent
 ALIASES = ["allowed.test", "sub.allowed.test", "other.test", "denied.test", "packages.test"]
 SECRET = "sk-real-0123456789abcdef"
+PRIVATE_RANGES = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
 SANDBOX_IMAGE = os.environ.get("LOCALBOX_SANDBOX_IMAGE", "localbox-sandbox:latest")
 
 FETCH = """
@@ -132,7 +133,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EgressWorld]:
     root = tmp_path_factory.mktemp("egress")
     make_certificates(root / "certs")
     make_index(root / "www")
-    env = {"LOCALBOX_EGRESS_EXTRA_CA": str(root / "certs" / "ca.pem")}
+    env = {
+        "LOCALBOX_EGRESS_EXTRA_CA": str(root / "certs" / "ca.pem"),
+        # The upstream is a container on a Docker network: a private address.
+        "LOCALBOX_EGRESS_ALLOW_PRIVATE": PRIVATE_RANGES,
+    }
     with serving(root / "data", env) as server:
         client = server.client(max_retries=0)
         # The first allowlisted container makes the proxy and its outside network, which the

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from localbox_egress.policy import (  # type: ignore[import-not-found]
     Policy,
-    PolicyStore,
+    PolicyFile,
     substitute_header,
     substitute_path,
 )
@@ -60,20 +60,23 @@ def test_secrets_are_for_their_domain_only() -> None:
     assert substitute_path("/PH-1", secrets) == "/PH-1"
 
 
-def test_store_finds_policies_by_subnet_and_rereads_on_change(tmp_path: Path) -> None:
-    store = PolicyStore(tmp_path)
-    assert store.lookup("10.213.0.3") is None
-    (tmp_path / "10.213.0.0_29.json").write_text(json.dumps(POLICY))
-    found = store.lookup("::ffff:10.213.0.3")
+def test_a_policy_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "10.213.0.0_29.json"
+    policy = PolicyFile(path)
+    assert policy.current() is None
+    path.write_text(json.dumps(POLICY))
+    found = policy.current()
     assert found is not None
     assert found.container_id == "cntr_a"
-    assert store.lookup("10.213.0.9") is None
-    (tmp_path / "10.213.0.0_29.json").unlink()
-    (tmp_path / "10.213.0.8_29.json").write_text("{half")
-    assert store.lookup("10.213.0.3") is None
-    (tmp_path / "10.213.0.8_29.json").write_text(
-        json.dumps({**POLICY, "container_id": "cntr_b", "subnet": "10.213.0.8/29"})
-    )
-    again = store.lookup("10.213.0.10")
+    assert found.admits("::ffff:10.213.0.3")
+    assert not found.admits("10.213.0.9")
+    path.write_text("{half")
+    assert policy.current() is None
+    staged = tmp_path / "staged.json"
+    staged.write_text(json.dumps({**POLICY, "container_id": "cntr_b"}))
+    staged.replace(path)
+    again = policy.current()
     assert again is not None
     assert again.container_id == "cntr_b"
+    path.unlink()
+    assert policy.current() is None
