@@ -119,8 +119,13 @@ def test_a_container_from_create_to_delete(
     assert download.suggested_filename == "plot.png"
     saved = tmp_path / "plot.png"
     download.save_as(saved)
-    file_id = next(f.id for f in client.containers.files.list(container_id) if f.path.endswith("plot.png"))
-    assert saved.read_bytes() == client.containers.files.content.retrieve(file_id, container_id=container_id).read()
+    file_id = next(
+        f.id for f in client.containers.files.list(container_id) if f.path.endswith("plot.png")
+    )
+    assert (
+        saved.read_bytes()
+        == client.containers.files.content.retrieve(file_id, container_id=container_id).read()
+    )
 
     # Delete a file, then the container (each asks for a second click, never a dialog).
     notes = page.locator("#files tr[data-path='/mnt/data/notes.txt']")
@@ -230,7 +235,7 @@ def test_an_svg_with_script_is_shown_only_as_an_image(
         run_cell(
             page,
             "from IPython.display import display, SVG\n"
-            "display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(4)\"/>'))",
+            'display(SVG(\'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(4)"/>\'))',
         )
         expect(page.locator(".cell.ran").last.locator(".status")).to_contain_text("completed")
         assert page.locator(".cell.ran svg").count() == 0
@@ -283,7 +288,9 @@ def test_status_shows_the_servers_own_figures(console: Console, server: Localbox
     expect(tiles).to_have_count(6)
     metrics = httpx.get(f"{server.url}/metrics").text
     pool_size = next(
-        line.split()[1] for line in metrics.splitlines() if line.startswith("localbox_warm_pool_size")
+        line.split()[1]
+        for line in metrics.splitlines()
+        if line.startswith("localbox_warm_pool_size")
     )
     expect(tiles.filter(has_text="Warm pool")).to_contain_text(f"/ {int(float(pool_size))}")
     expect(tiles.filter(has_text="Health")).to_contain_text("database ok")
@@ -311,7 +318,8 @@ def test_files_and_skills(console: Console, client: openai.OpenAI) -> None:
     row = page.locator("#files-api tr", has_text=filename)
     expect(row).to_contain_text("user_data")
     file_id = row.get_attribute("data-id")
-    assert file_id and client.files.retrieve(file_id).filename == filename
+    assert file_id
+    assert client.files.retrieve(file_id).filename == filename
     row.get_by_role("button", name="Delete").click()
     row.get_by_role("button", name="Confirm").click()
     expect(page.locator("#files-api tr", has_text=filename)).to_have_count(0)
@@ -319,7 +327,9 @@ def test_files_and_skills(console: Console, client: openai.OpenAI) -> None:
     name = f"console-{uuid.uuid4().hex[:6]}"
     page.goto(f"{console.server.url}/console#/skills")
     page.locator("#skill-zip").set_input_files(
-        files=[{"name": "skill.zip", "mimeType": "application/zip", "buffer": skill_zip(name, "first")}]
+        files=[
+            {"name": "skill.zip", "mimeType": "application/zip", "buffer": skill_zip(name, "first")}
+        ]
     )
     skill_row = page.locator("#skills tr", has_text=name)
     expect(skill_row).to_contain_text("first")
@@ -355,11 +365,14 @@ def test_the_console_is_served_with_its_security_headers(
         assert r.status_code == 200, path
         assert r.headers["content-security-policy"] == policy
         assert r.headers["x-content-type-options"] == "nosniff"
-    assert httpx.get(f"{server.url}/console/static/app.js").headers["content-type"].startswith(
-        "text/javascript"
+    assert (
+        httpx.get(f"{server.url}/console/static/app.js")
+        .headers["content-type"]
+        .startswith("text/javascript")
     )
     page = httpx.get(f"{server.url}/console").text
-    assert "<script>" not in page and "style=" not in page  # nothing inline for the CSP to allow
+    assert "<script>" not in page
+    assert "style=" not in page
     # With keys the page loads without one; the API behind it does not.
     assert httpx.get(f"{keyed_server.url}/console").status_code == 200
     assert httpx.get(f"{keyed_server.url}/console/static/app.js").status_code == 200
