@@ -8,12 +8,13 @@ DEPS_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 
-.PHONY: help setup venv dev-venv node-deps litellm-deps compose-tool server-image docker-engine sandbox-image egress-image run test lint typecheck pytest bench clean
+.PHONY: help setup venv dev-venv node-deps litellm-deps browser screenshots compose-tool server-image docker-engine sandbox-image egress-image run test lint typecheck pytest bench clean
 
 help:
 	@echo "make run           - set everything up and serve the API on 127.0.0.1:8000"
 	@echo "make test          - set everything up, lint, type-check and run the test suite"
 	@echo "make bench         - print benchmark figures against raw Docker"
+	@echo "make screenshots   - drive the web console in chromium and write docs/console/*.png"
 	@echo "make sandbox-image - build the image every sandbox runs (about 2.5 GB, minutes the first time)"
 	@echo "make egress-image  - build the egress proxy image allowlisted sandboxes reach the outside through"
 	@echo "make server-image  - build localbox's own image (localbox:latest) for docker-compose"
@@ -61,6 +62,21 @@ $(LITELLM_STAMP): tests/litellm/requirements.txt
 
 litellm-deps: $(LITELLM_STAMP)
 
+# The console's browser tests and screenshots drive Debian's chromium through Playwright
+# (never a browser Playwright downloads). Installed once, without prompts; needs root or sudo.
+CHROMIUM_STAMP := $(VENV)/.chromium-installed
+
+$(CHROMIUM_STAMP): $(STAMP)
+	@if ! command -v chromium >/dev/null; then \
+	  echo "==> installing Debian's chromium for the console's browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@touch $@
+
+browser: $(CHROMIUM_STAMP)
+
 compose-tool:
 	@bash scripts/ensure-compose.sh
 
@@ -88,13 +104,16 @@ lint: dev-venv
 typecheck: dev-venv
 	$(BIN)/mypy server
 
-pytest: setup dev-venv node-deps litellm-deps compose-tool server-image
+pytest: setup dev-venv browser node-deps litellm-deps compose-tool server-image
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
 bench: setup dev-venv
 	$(BIN)/python scripts/bench.py
+
+screenshots: setup dev-venv browser
+	$(BIN)/python scripts/console_screenshots.py
 
 clean:
 	rm -rf $(VENV) .venv-litellm build tests/node/node_modules data .pytest_cache .mypy_cache .ruff_cache

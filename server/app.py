@@ -17,6 +17,7 @@ from server.api import metrics as metrics_api
 from server.api.deps import require_api_key
 from server.api.uploads import BodyLimitMiddleware
 from server.config import Settings
+from server.console import install_console
 from server.domain import MEMORY_LIMITS
 from server.errors import SandboxFailure, install_error_handlers
 from server.host_memory import HostMemory
@@ -210,6 +211,10 @@ def create_app(
             memory_available_bytes=capacity.free_memory(),
             min_free_memory_bytes=capacity.limits.min_free_memory,
             files_bytes=usage.files_bytes,
+            max_files_bytes=capacity.limits.max_files_bytes,
+            disk_free_bytes=capacity.disk_free(),
+            min_free_disk_bytes=capacity.limits.min_free_disk,
+            max_containers=capacity.limits.max_containers,
             warm_pool_ready=pool.ready_count(),
             warm_pool_size=pool.size,
         )
@@ -281,6 +286,7 @@ def create_app(
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics_api.router, dependencies=[Depends(require_api_key)])
+    install_console(app)
     install_error_handlers(
         app, {StorageFull: disk_full, SandboxFailure: OutageCheck(runtime).answer}
     )

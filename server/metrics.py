@@ -195,6 +195,10 @@ class Snapshot:
     memory_available_bytes: int = 0
     min_free_memory_bytes: int = 0
     files_bytes: int = 0
+    max_files_bytes: int = 0
+    disk_free_bytes: int = 0
+    min_free_disk_bytes: int = 0
+    max_containers: int = 0
     warm_pool_ready: int = 0
     warm_pool_size: int = 0
 
@@ -244,6 +248,26 @@ class StateCollector(Collector):
         )
         yield GaugeMetricFamily(
             "localbox_files_bytes", "Bytes held by the Files API.", snap.files_bytes
+        )
+        yield GaugeMetricFamily(
+            "localbox_max_files_bytes",
+            "LOCALBOX_MAX_FILES_BYTES: what the Files API may hold.",
+            snap.max_files_bytes,
+        )
+        yield GaugeMetricFamily(
+            "localbox_disk_free_bytes",
+            "Free space on the fullest disk that holds localbox's data or its upload spool.",
+            snap.disk_free_bytes,
+        )
+        yield GaugeMetricFamily(
+            "localbox_min_free_disk_bytes",
+            "LOCALBOX_MIN_FREE_DISK: uploads and creates are refused below this free space.",
+            snap.min_free_disk_bytes,
+        )
+        yield GaugeMetricFamily(
+            "localbox_max_containers",
+            "LOCALBOX_MAX_CONTAINERS: running containers allowed at once.",
+            snap.max_containers,
         )
         yield GaugeMetricFamily(
             "localbox_warm_pool_ready",

@@ -104,6 +104,10 @@ class Capacity:
         memory = sum(MEMORY_LIMITS.get(limit, 0) * n for limit, n in counts.items())
         return Usage(sum(counts.values()), memory, self._files.total_bytes())
 
+    def disk_free(self) -> int:
+        """The least free space among the disks the data and uploads land on."""
+        return min((self._free(path) for path in self.limits.disk_paths), default=0)
+
     def keep_reserve(self) -> bool:
         """Make the data disk's reserve again if it was given to deletes and there is room
         for it now; whether it is held."""

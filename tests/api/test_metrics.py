@@ -54,10 +54,16 @@ def test_metrics_count_what_happens(server: LocalboxServer) -> None:
         'localbox_reconcile_actions_total{action="removed_orphan"}',
         "localbox_memory_budget_bytes",
         "localbox_files_bytes",
+        "localbox_max_files_bytes",
+        "localbox_disk_free_bytes",
+        "localbox_min_free_disk_bytes",
+        "localbox_max_containers",
         "process_open_fds",
     ):
         assert name in after, name
     assert after["localbox_expiry_sweeps_total"] >= 1
+    assert after["localbox_disk_free_bytes"] > 0
+    assert after["localbox_max_containers"] == 1000  # the suite's setting
     client.containers.delete(c.id)
 
 
