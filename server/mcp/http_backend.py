@@ -13,7 +13,7 @@ from server.errors import ApiError, FileTooLargeToRead
 from server.mcp.backend import Language
 
 PAGE = 100
-FILES_PAGE = 10000
+FILES_PAGE = 100
 MAX_LISTED = 1000
 
 _containers_page = TypeAdapter(Page[Container])

@@ -26,7 +26,7 @@ from server.services.execution import ExecutionService
 T = TypeVar("T")
 
 PAGE = 100
-FILES_PAGE = 10000
+FILES_PAGE = 100
 MAX_LISTED = 1000
 
 
