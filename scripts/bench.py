@@ -20,6 +20,7 @@ import bench_burst
 import bench_exec
 import bench_files
 import bench_listing
+import bench_mcp
 import bench_responses
 import bench_start
 from benchlib import ROOT, Row, table
@@ -36,6 +37,7 @@ def main() -> None:
     for name, measure in (
         ("starts", lambda: bench_start.rows(15, image)),
         ("exec", lambda: bench_exec.rows(300, 50)),
+        ("mcp", lambda: bench_mcp.rows(200)),
         ("transfers", bench_files.rows),
         ("listing", bench_listing.rows),
         ("responses", bench_responses.rows),

@@ -19,10 +19,13 @@ from server.api.uploads import BodyLimitMiddleware
 from server.config import Settings
 from server.console import install_console
 from server.domain import MEMORY_LIMITS
-from server.errors import SandboxFailure, install_error_handlers
+from server.errors import SandboxFailure, Translator, install_error_handlers
 from server.host_memory import HostMemory
 from server.ids import Clock, system_clock
 from server.instance import load_instance_id
+from server.mcp.services_backend import ServicesBackend
+from server.mcp.tools import Tools, build_server
+from server.mcp.transport import StreamableHttp
 from server.middleware import LoopbackGuardMiddleware, RequestMiddleware
 from server.runtime import SandboxRuntime, SandboxRuntimeError
 from server.scheduler import Scheduler
@@ -178,6 +181,28 @@ def create_app(
         ),
     )
 
+    # Failures of lower layers answered as API errors, at the REST door and the MCP one.
+    translated: dict[type[Exception], Translator] = {
+        StorageFull: disk_full,
+        SandboxFailure: OutageCheck(runtime).answer,
+    }
+    mcp_http = StreamableHttp(
+        build_server(
+            Tools(
+                ServicesBackend(
+                    container_service,
+                    container_file_service,
+                    execution_service,
+                    capacity,
+                    translated,
+                ),
+                max_read_bytes=settings.mcp_max_read_bytes,
+            )
+        ),
+        api_keys=settings.api_key_list,
+        max_body_bytes=settings.max_json_bytes,
+    )
+
     last_health: dict[str, str] = {}
 
     def check(name: str, probe: Callable[[], None]) -> str:
@@ -251,7 +276,8 @@ def create_app(
         await run_in_threadpool(pool.start)
         log.info("localbox ready (data dir %s, instance %s)", data_dir, instance_id)
         try:
-            yield
+            async with mcp_http.run():
+                yield
         finally:
             await run_in_threadpool(scheduler.shutdown)
             await run_in_threadpool(pool.close)
@@ -287,9 +313,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics_api.router, dependencies=[Depends(require_api_key)])
     install_console(app)
-    install_error_handlers(
-        app, {StorageFull: disk_full, SandboxFailure: OutageCheck(runtime).answer}
-    )
+    app.router.routes.append(mcp_http.route())
+    install_error_handlers(app, translated)
     app.add_middleware(
         BodyLimitMiddleware,
         max_upload_bytes=settings.max_upload_bytes,

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     model_max_retries: int = Field(default=2, ge=0, le=10)
     responses_max_tool_rounds: int = Field(default=32, ge=1)
     responses_max_tool_output: int = Field(default=20000, ge=256)
+    mcp_max_read_bytes: Size = Field(default=1 << 20, ge=1024)
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
 

@@ -130,6 +130,20 @@ class PayloadTooLarge(ApiError):
         self.limit = limit
 
 
+class FileTooLargeToRead(InvalidRequest):
+    """A file larger than an MCP read returns inline (LOCALBOX_MCP_MAX_READ_BYTES)."""
+
+    code = "file_too_large_to_read"
+
+    def __init__(self, container_id: str, file_id: str, path: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{path} holds {size} bytes, more than the {limit} bytes a read returns inline "
+            f"(LOCALBOX_MCP_MAX_READ_BYTES). Download it with GET /v1/containers/{container_id}"
+            f"/files/{file_id}/content, or read a part of it with run_shell (head, tail, grep).",
+            "path",
+        )
+
+
 class RequestTooLarge(ApiError):
     status = 413
     code = "request_too_large"

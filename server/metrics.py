@@ -103,6 +103,14 @@ CONNECTIONS_CLOSED = Counter(
     registry=None,
 )
 CONNECTION_REASONS = ("pushed_out", "header_timeout", "body_timeout", "refused")
+MCP_TOOL_CALLS = Counter(
+    "localbox_mcp_tool_calls",
+    "MCP tool calls, by tool and outcome: ok, error (an error result: refused, not found, "
+    "the code failed or timed out) or failed (an unexpected server error).",
+    ["tool", "outcome"],
+    registry=None,
+)
+MCP_TOOL_OUTCOMES = ("ok", "error", "failed")
 _OWN = (
     CONNECTIONS,
     CONNECTIONS_CLOSED,
@@ -119,6 +127,7 @@ _OWN = (
     POOL_CLAIMS,
     HTTP_RESPONSES,
     HTTP_SECONDS,
+    MCP_TOOL_CALLS,
 )
 for _outcome in EXEC_OUTCOMES:
     EXECS.labels(_outcome)
@@ -176,6 +185,18 @@ def connection_gone() -> None:
 def connection_closed(reason: str) -> None:
     """The server closed a connection on its own (reason: one of CONNECTION_REASONS)."""
     CONNECTIONS_CLOSED.labels(reason).inc()
+
+
+def declare_mcp_tools(tools: Iterable[str]) -> None:
+    """Show every MCP tool's series from the start, at zero."""
+    for tool in tools:
+        for outcome in MCP_TOOL_OUTCOMES:
+            MCP_TOOL_CALLS.labels(tool, outcome)
+
+
+def count_mcp_tool(tool: str, outcome: str) -> None:
+    """One MCP tool call ended (outcome: one of MCP_TOOL_OUTCOMES)."""
+    MCP_TOOL_CALLS.labels(tool, outcome).inc()
 
 
 def observe_http(method: str, route: str, status: int, seconds: float) -> None:

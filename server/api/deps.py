@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Literal
 
 from fastapi import Depends, Header, Query, Request
 
-from server.errors import InvalidApiKey
+from server.api_keys import check_bearer
 from server.services.capacity import Capacity
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
@@ -65,18 +64,7 @@ def require_api_key(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     """With LOCALBOX_API_KEYS set, demand one of them as the bearer; otherwise accept anything."""
-    keys: list[str] = request.app.state.settings.api_key_list
-    if not keys:
-        return
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidApiKey(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
-        )
-    token = token.strip()
-    if not any(secrets.compare_digest(token.encode(), key.encode()) for key in keys):
-        shown = token[:3] + "*" * 4 + token[-4:] if len(token) > 8 else "****"
-        raise InvalidApiKey(f"Incorrect API key provided: {shown}.")
+    check_bearer(request.app.state.settings.api_key_list, authorization)
 
 
 Limit = Annotated[int, Query(ge=1, le=100)]
