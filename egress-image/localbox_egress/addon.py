@@ -164,6 +164,11 @@ class Egress:
         encoding = headers.get("content-encoding", "").lower().strip()
         if _textual(flow.response) and encoding in PLAIN:
             flow.response.stream = Redactor(pairs)
+            # A placeholder is not as long as the value it stands for: the length goes, and
+            # an HTTP/1.1 answer is sent in chunks instead.
+            headers.pop("content-length", None)
+            if flow.response.http_version == "HTTP/1.1":
+                headers["transfer-encoding"] = "chunked"
 
     def response(self, flow: http.HTTPFlow) -> None:
         policy = self.policy_file.current()

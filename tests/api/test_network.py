@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import docker
 import httpx
@@ -317,6 +318,52 @@ def test_domain_secrets_reach_their_domain_only(world: EgressWorld) -> None:
     for path in data_dir.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+    world.client.containers.delete(c.id)
+
+
+ECHO_SECRET = "sk-echo/0123&x=1"
+ECHO = """
+import gzip, os, urllib.request
+key = os.environ['ECHO_KEY']
+out = {}
+for name, url in [
+    ('https', 'https://allowed.test/echo?key=' + key),
+    ('http', 'http://allowed.test/echo?key=' + key),
+    ('streamed', 'https://allowed.test/echo?pad=400000&key=' + key),
+    ('gzip', 'https://allowed.test/echo?gzip=1&key=' + key),
+]:
+    request = urllib.request.Request(url, headers={'X-Token': key, 'Authorization': key})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        body = r.read()
+        if r.headers.get('Content-Encoding') == 'gzip':
+            body = gzip.decompress(body)
+        text = body.decode()
+        out[name] = [r.status, dict(r.headers), len(text), text.lstrip('.')]
+print(json.dumps([key, out]))
+"""
+
+
+def test_the_real_secret_never_comes_back_to_the_sandbox(world: EgressWorld) -> None:
+    c = world.create(
+        ["allowed.test"], [{"domain": "allowed.test", "name": "ECHO_KEY", "value": ECHO_SECRET}]
+    )
+    placeholder, answers = world.python(c.id, ECHO)
+    seen = [r for r in world.received() if r["path"].startswith("/echo")][-4:]
+    assert all(r["headers"]["X-Token"] == ECHO_SECRET for r in seen)  # it did go out
+    encoded = quote(ECHO_SECRET, safe="")
+    assert all(encoded in r["path"] for r in seen)
+    assert set(answers) == {"https", "http", "streamed", "gzip"}
+    for name, (status, headers, _, body) in answers.items():
+        assert status == 200, name
+        text = json.dumps(headers) + body
+        assert ECHO_SECRET not in text, name
+        assert encoded not in text, name
+        assert headers["X-Echo-Token"] == placeholder, name
+        echoed = json.loads(body)
+        assert echoed["headers"]["X-Token"] == placeholder, name
+        assert echoed["headers"]["Authorization"] == placeholder, name
+        assert echoed["path"].endswith(f"key={placeholder}"), name
+    assert answers["streamed"][2] > 400000
     world.client.containers.delete(c.id)
 
 

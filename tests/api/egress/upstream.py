@@ -6,6 +6,7 @@ to see what really arrived. Files under /srv/www are served as they are (a packa
 
 from __future__ import annotations
 
+import gzip
 import json
 import ssl
 import sys
@@ -28,6 +29,9 @@ class Handler(BaseHTTPRequestHandler):
             "headers": dict(self.headers.items()),
         }
         print(json.dumps(record), flush=True)
+        if self.path.startswith("/echo"):
+            self.echo(record)
+            return
         target = (ROOT / self.path.split("?")[0].lstrip("/")).resolve()
         if target.is_dir():
             target = target / "index.html"
@@ -42,6 +46,22 @@ class Handler(BaseHTTPRequestHandler):
             kind = "text/plain"
         self.send_response(200)
         self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def echo(self, record: dict[str, object]) -> None:
+        """What the request carried, in the body and in a response header: as an echo
+        endpoint or an error page would hand it back. `pad=N` puts N bytes before it (a
+        streamed body), `gzip=1` compresses it."""
+        query = dict(q.partition("=")[::2] for q in self.path.partition("?")[2].split("&") if q)
+        body = b"." * int(query.get("pad", "0") or 0) + json.dumps(record).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Echo-Token", self.headers.get("X-Token", ""))
+        if query.get("gzip"):
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
