@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_burst
+import bench_egress
 import bench_exec
 import bench_files
 import bench_listing
@@ -42,6 +43,7 @@ def main() -> None:
         ("listing", bench_listing.rows),
         ("responses", bench_responses.rows),
         ("a burst of creates", lambda: bench_burst.rows(image)),
+        ("an egress flood", bench_egress.rows),
     ):
         print(f"==> measuring {name}", file=sys.stderr, flush=True)
         rows += measure()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 
 from mitmproxy import connection, http
 from mitmproxy.proxy import server_hooks
@@ -26,6 +27,9 @@ from localbox_egress.policy import (
 log = logging.getLogger("localbox.egress")
 TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv")
 PLAIN = ("", "identity")
+DNS_SECONDS = 10.0
+REFUSAL_PAUSE = 1.0
+"""Seconds a connection past the limit waits for its refusal."""
 
 
 def _answer(flow: http.HTTPFlow, status: int, reason: str, phrase: str) -> None:
@@ -53,6 +57,7 @@ class Egress:
     def __init__(self, policy: PolicyFile) -> None:
         self.policy_file = policy
         self.open = 0
+        self.resolved: dict[tuple[str, int], tuple[float, list[str]]] = {}
         """Client connections open now: all from the one sandbox this process serves."""
         self.names: dict[tuple[str, str, int], str] = {}
         """(client connection id, address, port) -> the host name checked for it, so the
@@ -60,11 +65,14 @@ class Egress:
 
     # -- connections -------------------------------------------------------------------
 
-    def client_connected(self, client: connection.Client) -> None:
+    async def client_connected(self, client: connection.Client) -> None:
         self.open += 1
         policy = self.policy_file.current()
         if policy is not None and self.open > 2 * policy.max_connections:
-            client.error = "too many connections"  # far past the limit: closed unanswered
+            # Far past the limit: closed unanswered, after a pause, so that a sandbox that
+            # retries at once waits rather than spins (on its CPU and the proxy's).
+            await asyncio.sleep(REFUSAL_PAUSE)
+            client.error = "too many connections"
 
     def client_disconnected(self, client: connection.Client) -> None:
         self.open -= 1
@@ -94,6 +102,8 @@ class Egress:
                 f"{policy.max_connections} (LOCALBOX_EGRESS_MAX_CONNECTIONS); close some"
             )
             _answer(flow, 429, reason, "Limited")
+            assert flow.response is not None
+            flow.response.headers["retry-after"] = str(int(REFUSAL_PAUSE))
             return None
         reason = policy.refusal(flow.request.host, flow.request.port)
         if reason is not None:
@@ -104,26 +114,45 @@ class Egress:
     async def _address(self, flow: http.HTTPFlow, policy: Policy) -> str | None:
         """The address to connect to for the request's host, checked; None when refused."""
         host, port = normalise_host(flow.request.host), flow.request.port
+        address, reason = policy.pick_address(host, await self._resolve(host, port))
+        if address is None:
+            _refuse(flow, reason or f"{printable(host)} cannot be reached")
+        return address
+
+    async def _checked(self, flow: http.HTTPFlow) -> Policy | None:
+        policy = self._check(flow)
+        if policy is None and flow.response is not None and flow.response.status_code == 429:
+            await asyncio.sleep(REFUSAL_PAUSE)  # the answer waits: retrying at once spins
+        return policy
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        """The addresses host resolves to, kept for DNS_SECONDS: a sandbox making many
+        requests does not load the resolver (which every sandbox's proxy shares)."""
+        now = time.monotonic()
+        cached = self.resolved.get((host, port))
+        if cached is not None and cached[0] > now:
+            return cached[1]
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, port, type=socket.SOCK_STREAM
             )
         except OSError:
-            infos = []
-        address, reason = policy.pick_address(host, [str(i[4][0]) for i in infos])
-        if address is None:
-            _refuse(flow, reason or f"{printable(host)} cannot be reached")
-        return address
+            return []
+        addresses = list(dict.fromkeys(str(i[4][0]) for i in infos))
+        if len(self.resolved) > 1024:
+            self.resolved.clear()
+        self.resolved[(host, port)] = (now + DNS_SECONDS, addresses)
+        return addresses
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
-        policy = self._check(flow)
+        policy = await self._checked(flow)
         if policy is not None:
             await self._address(flow, policy)  # refused here already, with a clear answer
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
             return
-        policy = self._check(flow)
+        policy = await self._checked(flow)
         if policy is None:
             return
         host = normalise_host(flow.request.host)

@@ -46,6 +46,7 @@ ROLE_PROXY = "egress-proxy"
 ROLE_SANDBOX_NET = "sandbox-network"
 SUBNET_PREFIX = 29  # the gateway (never given to the host), the proxy, the sandbox
 READY_TIMEOUT = 30.0
+PROXY_CPU_SHARES = 8192
 EGRESS_CMD = ["python3", "-m", "localbox_egress"]
 
 
@@ -288,7 +289,7 @@ class DockerEgress:
                     f"the egress proxy image {self.image} is missing; build it with "
                     "scripts/ensure-egress-image.sh (make setup)"
                 ) from exc
-            material = f"{image_id}\n{self.memory_bytes}\n{self.extra_ca}"
+            material = f"{image_id}\n{self.memory_bytes}\n{self.extra_ca}\n{PROXY_CPU_SHARES}"
             self._config = hashlib.sha256(material.encode()).hexdigest()[:16]
         return self._config
 
@@ -344,6 +345,9 @@ class DockerEgress:
             },
             environment={"LOCALBOX_EGRESS_EXTRA_CA_PEM": self.extra_ca},
             mem_limit=self.memory_bytes,
+            # Ahead of sandboxes for the CPU (the default weight is 1024): a sandbox that
+            # keeps its cores busy does not delay every sandbox's traffic.
+            cpu_shares=PROXY_CPU_SHARES,
             pids_limit=8192,  # a process (a few threads) per allowlisted sandbox
             init=True,
             log_config=docker.types.LogConfig(
