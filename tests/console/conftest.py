@@ -83,8 +83,10 @@ class Console:
         assert injected == {"scripts": [], "imgX": 0, "svg": 0, "handlers": 0}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """One browser for the console's tests, stopped after them: Playwright's sync API holds
+    an event loop in this thread while it runs, which asyncio.run() elsewhere would trip on."""
     with sync_playwright() as playwright:
         browser = launch(playwright.chromium)
         yield browser
