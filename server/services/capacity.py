@@ -76,6 +76,28 @@ class Usage:
     files_bytes: int
 
 
+class Admission:
+    """One container admitted and not yet recorded."""
+
+    def __init__(self, capacity: Capacity, memory: int) -> None:
+        self._capacity = capacity
+        self._memory = memory
+        self._counted = True
+
+    def record(self, write: Callable[[], None]) -> None:
+        """Write the container's record and stop counting it as in flight, in one step under
+        the capacity lock: a concurrent admission never counts it twice."""
+        with self._capacity._lock:
+            write()
+            self.release()
+
+    def release(self) -> None:
+        """(With the capacity lock held.) Idempotent."""
+        if self._counted:
+            self._counted = False
+            self._capacity._release(self._memory)
+
+
 class Capacity:
     def __init__(
         self,
@@ -178,9 +200,9 @@ class Capacity:
         return True
 
     @contextmanager
-    def container_slot(self, memory_limit: str) -> Iterator[None]:
-        """Admit one running container with this memory limit for the duration of the block
-        (until its record is written and counts by itself)."""
+    def container_slot(self, memory_limit: str) -> Iterator[Admission]:
+        """Admit one running container with this memory limit for the duration of the block,
+        or until Admission.record writes its record (which then counts by itself)."""
         memory = MEMORY_LIMITS[memory_limit]
         self._check_memory_limit(memory_limit, memory)
         self.ensure_free_disk()
@@ -206,12 +228,17 @@ class Capacity:
             self.ensure_free_memory(self._pending_containers)
             self._pending_containers += 1
             self._pending_memory += memory
+        admission = Admission(self, memory)
         try:
-            yield
+            yield admission
         finally:
             with self._lock:
-                self._pending_containers -= 1
-                self._pending_memory -= memory
+                admission.release()
+
+    def _release(self, memory: int) -> None:
+        """No longer count one admission in flight (the caller holds the lock)."""
+        self._pending_containers -= 1
+        self._pending_memory -= memory
 
     @contextmanager
     def file_bytes(self, size: int) -> Iterator[None]:

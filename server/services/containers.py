@@ -143,14 +143,17 @@ class ContainerService:
             container_id=container.id, memory_bytes=MEMORY_LIMITS[memory_limit], egress=egress
         )
         slot = self._capacity.container_slot(memory_limit) if self._capacity else nullcontext()
-        with slot, self._in_flight(container.id):
+        with slot as admission, self._in_flight(container.id):
             # Spares have no network: an allowlisted sandbox is made for its policy.
             warm = egress is None and self._claim_spare(spec)
             if not warm:
                 with runtime_errors("create the sandbox"):
                     self._runtime.create(spec)
             try:
-                self._repo.add(container)
+                if admission is None:
+                    self._repo.add(container)
+                else:
+                    admission.record(lambda: self._repo.add(container))
                 if skills:
                     with runtime_errors("install the skills"):
                         self._runtime.install_skills(container.id, install_archive(skills))

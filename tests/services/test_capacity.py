@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from server.domain import File
 from server.errors import (
     ApiError,
     MemoryBudgetExhausted,
@@ -188,3 +189,30 @@ def test_a_failed_create_gives_its_slot_back(tmp_path: Path) -> None:
 )
 def test_human_sizes(n: int, text: str) -> None:
     assert human(n) == text
+
+
+def test_a_recorded_container_is_not_counted_twice(tmp_path: Path) -> None:
+    """Once a create has written its record, it counts as running and no longer as in flight,
+    even while it still copies its files: a create next to it is not refused at the cap."""
+    svc = service(tmp_path, MemoryRuntime(), max_containers=2)
+    in_window, release = threading.Event(), threading.Event()
+    files = svc._files
+    original = files.copy_in
+
+    def slow_copy(container_id: str, sources: list[File]) -> None:
+        in_window.set()
+        release.wait(10)
+        original(container_id, sources)
+
+    files.copy_in = slow_copy  # type: ignore[method-assign]
+    first = threading.Thread(target=lambda: svc.create(CreateContainer(name="first")))
+    first.start()
+    try:
+        assert in_window.wait(10)
+        files.copy_in = original  # type: ignore[method-assign]
+        assert svc.create(CreateContainer(name="second")).id
+        with pytest.raises(TooManyContainers):
+            svc.create(CreateContainer(name="third"))
+    finally:
+        release.set()
+        first.join()
