@@ -23,7 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_start import RAW_FLAGS, wait_for_pool
+from bench_start import RAW_FLAGS, create_and_first, wait_for_pool
 from benchlib import Row, p50, running_localbox, show
 
 BURST = 100
@@ -53,20 +53,9 @@ def localbox_burst(n: int, workers: int) -> dict[str, object]:
         before = mem_available()
         warm_before = metric(base, 'localbox_warm_pool_claims_total{outcome="warm"}')
 
-        def one(i: int) -> tuple[float, float, str]:
-            t0 = time.perf_counter()
-            r = http.post("/containers", json={"name": f"burst-{i}"})
-            t1 = time.perf_counter()
-            r.raise_for_status()
-            cid: str = r.json()["id"]
-            out = http.post(f"/containers/{cid}/exec", json={"code": "print(1)"}).json()
-            t2 = time.perf_counter()
-            assert out["stdout"] == "1\n", out
-            return (t1 - t0) * 1000, (t2 - t0) * 1000, cid
-
         started = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
-            results = list(pool.map(one, range(n)))
+            results = list(pool.map(lambda i: create_and_first(http, f"burst-{i}"), range(n)))
         wall = time.perf_counter() - started
         time.sleep(3)  # the sandboxes settle before their memory is read
         held = before - mem_available()
