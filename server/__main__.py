@@ -13,6 +13,7 @@ from server.edge import Edge, EdgeProtocol, connection_cap, raise_descriptor_lim
 from server.host_memory import lower_own_oom_score
 from server.logs import configure_logging
 from server.middleware import is_loopback_name
+from server.runtime.engine_runtimes import RuntimeMisconfigured
 
 log = logging.getLogger("localbox")
 
@@ -36,8 +37,14 @@ def main() -> None:
         body_timeout=settings.body_timeout,
     )
     log.info("open-file limit %d; at most %d client connections", descriptors, edge.max_connections)
+    app = create_app(settings)
+    try:
+        app.state.runtime.preflight()
+    except RuntimeMisconfigured as exc:
+        print(f"localbox: {exc}", file=sys.stderr)
+        sys.exit(2)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         http=EdgeProtocol.bound_to(edge),

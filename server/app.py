@@ -84,6 +84,7 @@ def create_app(
             egress_extra_ca=settings.egress_extra_ca_pem,
             egress_allow_private=settings.egress_allow_private_list,
             egress_max_connections=settings.egress_max_connections,
+            sandbox_runtime=settings.sandbox_runtime,
         )
     container_repo = ContainerRepository(db)
     file_repo = FileRepository(db)
@@ -299,6 +300,7 @@ def create_app(
     app.state.skills = skill_service
     app.state.responses = response_service
     app.state.health_checks = health_checks
+    app.state.runtime = runtime
     app.state.capacity = capacity
     app.state.metrics_registry = metrics.build_registry(snapshot)
 

@@ -32,6 +32,11 @@ SUITE_ENV = {
 }
 
 
+SANDBOX_RUNTIME = os.environ.get("LOCALBOX_SANDBOX_RUNTIME", "runc")
+"""The runtime the suite's servers run sandboxes under (make test runs the sandbox-facing
+suites once with runc and once with gVisor's runsc)."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,7 +15,11 @@ router = APIRouter(tags=["health"])
 async def health(request: Request) -> JSONResponse:
     checks: dict[str, str] = await run_in_threadpool(request.app.state.health_checks)
     ok = all(v == "ok" for v in checks.values())
-    result = Health(status="ok" if ok else "unavailable", checks=checks)
+    result = Health(
+        status="ok" if ok else "unavailable",
+        checks=checks,
+        sandbox_runtime=request.app.state.runtime.sandbox_runtime,
+    )
     if ok:
         return JSONResponse(result.model_dump())
     return JSONResponse(result.model_dump(), status_code=503, headers={"retry-after": "1"})

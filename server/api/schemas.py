@@ -293,6 +293,8 @@ class SetDefaultSkillVersionBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
+    sandbox_runtime: str
+    """LOCALBOX_SANDBOX_RUNTIME: the engine runtime sandboxes run under (runc, runsc)."""
 
 
 class ExecBody(BaseModel):

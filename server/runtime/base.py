@@ -161,8 +161,16 @@ ExecEvent = OutputChunk | ImageOutput | ExecDone
 class SandboxRuntime(Protocol):
     """A place to run one sandbox per API container. Methods block; call them off the loop."""
 
+    sandbox_runtime: str
+    """The engine runtime sandboxes run under (LOCALBOX_SANDBOX_RUNTIME)."""
+
     def ping(self) -> None:
         """Return when the engine answers; raise RuntimeUnavailable otherwise."""
+
+    def preflight(self) -> None:
+        """Check, before serving, that sandboxes can be made as configured; raise
+        RuntimeMisconfigured (saying what to do) if not. An engine that does not answer
+        yet is not an error here."""
 
     def create(self, spec: SandboxSpec) -> None:
         """Create and start the sandbox with its own /mnt/data storage."""

@@ -39,6 +39,7 @@ from server.runtime.base import (
 )
 from server.runtime.docker_attach import AttachChannel
 from server.runtime.docker_egress import DockerEgress
+from server.runtime.engine_runtimes import RuntimeChoice, RuntimeMisconfigured, choose
 from server.runtime.tar_stream import tar_one_file
 
 log = logging.getLogger("localbox.runtime")
@@ -113,8 +114,12 @@ class DockerRuntime:
         egress_allow_private: tuple[str, ...] = (),
         egress_max_connections: int = 64,
         direct_volume_io: bool = True,
+        sandbox_runtime: str = "runc",
     ) -> None:
         self.image = image
+        self.sandbox_runtime = sandbox_runtime
+        """LOCALBOX_SANDBOX_RUNTIME: the engine runtime sandboxes run under."""
+        self._runtimes: RuntimeChoice | None = None
         self.instance = instance
         self.cpus = cpus
         self.pids_limit = pids_limit
@@ -169,6 +174,22 @@ class DockerRuntime:
     def ping(self) -> None:
         with _translated("ping"):
             self.client.ping()
+
+    def preflight(self) -> None:
+        """Check the engine has the sandbox runtime (RuntimeMisconfigured if not). An engine
+        that does not answer is checked at the first create instead."""
+        try:
+            self.runtimes()
+        except RuntimeUnavailable as exc:
+            log.warning("cannot check LOCALBOX_SANDBOX_RUNTIME yet: %s", exc)
+
+    def runtimes(self) -> RuntimeChoice:
+        """The engine runtimes sandboxes are made with, looked up once."""
+        if self._runtimes is None:
+            with _translated("read the engine's runtimes"):
+                engine = self.client.info().get("Runtimes") or {}
+            self._runtimes = choose(self.sandbox_runtime, engine)
+        return self._runtimes
 
     def create(self, spec: SandboxSpec) -> None:
         labels = self.labels(spec.container_id)
@@ -233,6 +254,10 @@ class DockerRuntime:
         name = sandbox_name(ident)
         client = self.client
         try:
+            runtimes = self.runtimes()
+        except RuntimeMisconfigured as exc:
+            raise SandboxRuntimeError(str(exc)) from exc
+        try:
             with _translated("create sandbox"):
                 # The engine makes the two volumes, labelled, as it creates the container:
                 # two API calls fewer on the way to a started sandbox. Skills get a volume of
@@ -265,6 +290,7 @@ class DockerRuntime:
                     else None
                 )
                 host_config = client.api.create_host_config(
+                    runtime=runtimes.networked if network else runtimes.isolated,
                     network_mode=network or "none",
                     cap_drop=["ALL"],
                     cap_add=AGENT_CAPABILITIES,

@@ -9,13 +9,17 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import LocalboxServer, _serve
+from tests.conftest import SANDBOX_RUNTIME, LocalboxServer, _serve
 
 
 def test_health_ok(server: LocalboxServer) -> None:
     r = httpx.get(f"{server.url}/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "checks": {"database": "ok", "docker": "ok"}}
+    assert r.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "docker": "ok"},
+        "sandbox_runtime": SANDBOX_RUNTIME,
+    }
 
 
 @pytest.fixture

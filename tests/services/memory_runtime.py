@@ -30,10 +30,14 @@ class MemoryRuntime:
         self.temporaries: dict[str, dict[str, bytes]] = {}
         """Per sandbox, staged uploads not yet committed (by temporary path)."""
         self.strays_stopped: set[str] = set()
+        self.sandbox_runtime = "memory"
 
     def ping(self) -> None:
         if self.down:
             raise RuntimeUnavailable("down")
+
+    def preflight(self) -> None:
+        pass
 
     def create(self, spec: SandboxSpec) -> None:
         self.ping()
