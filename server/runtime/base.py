@@ -191,6 +191,10 @@ class SandboxRuntime(Protocol):
     def list_spares(self) -> list[SpareInfo]:
         """Every spare sandbox of this server instance."""
 
+    def resizes_memory(self) -> bool:
+        """Whether claim_spare can change a running spare's memory limit (gVisor cannot: a
+        create with another limit than the pool's then starts a sandbox of its own)."""
+
     def claim_spare(self, spare_id: str, spec: SandboxSpec) -> None:
         """Make the spare the sandbox of spec.container_id, with spec's memory limit; from
         then on it is addressed by that container id only. SandboxRuntimeError if the spare

@@ -208,6 +208,13 @@ class DockerRuntime:
             if ident.startswith(SPARE_PREFIX)
         ]
 
+    def resizes_memory(self) -> bool:
+        # runsc has no `update`: the engine cannot change a gVisor sandbox's limits.
+        try:
+            return not self.runtimes().gvisor
+        except (SandboxRuntimeError, RuntimeMisconfigured):
+            return False
+
     def claim_spare(self, spare_id: str, spec: SandboxSpec) -> None:
         # A spare whose agent answers is running; only its memory limit may need a change.
         agent = self._answering_agent(spare_id)

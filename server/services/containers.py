@@ -172,6 +172,9 @@ class ContainerService:
         """Give the container a spare from the warm pool; False when there is none to give."""
         if self._pool is None or self._pool.size == 0:
             return False
+        if spec.memory_bytes != self._pool.memory_bytes and not self._runtime.resizes_memory():
+            metrics.count_pool_claim("cold")
+            return False
         spare_id = self._pool.take()
         if spare_id is None:
             metrics.count_pool_claim("cold")

@@ -26,6 +26,7 @@ from tests.api.egress.world import (
 )
 from tests.api.test_docker_restart import start_engine, stop_engine
 from tests.api.test_exec import run
+from tests.conftest import SANDBOX_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -356,3 +357,24 @@ def test_every_form_a_resolver_takes_for_an_address_is_refused(
         )
     assert info.value.param == "network_policy.allowed_domains[1]"
     assert f"'{entry}' is an IP address" in info.value.message
+
+
+def test_allowlisted_sandboxes_run_under_the_configured_runtime(
+    world: EgressWorld, docker_client: docker.DockerClient
+) -> None:
+    c = world.create(["allowed.test"])
+    runtime = docker_client.containers.get(f"localbox-{c.id}").attrs["HostConfig"]["Runtime"]
+    kernel = run(world.server, c.id, "dmesg 2>&1 | head -n 1", language="bash")["stdout"]
+    if SANDBOX_RUNTIME == "runsc":
+        # gVisor with the host's network stack inside the container's own namespace: the
+        # sandbox's bridge network, whose only other member is the egress proxy.
+        assert runtime == "runsc-host-network"
+        assert "Starting gVisor" in kernel
+    else:
+        assert runtime == SANDBOX_RUNTIME
+        assert "Operation not permitted" in kernel
+    assert world.python(c.id, "print(json.dumps(fetch('https://allowed.test/x')))") == [
+        200,
+        "hello from allowed.test over https\n",
+    ]
+    assert world.python(c.id, "print(json.dumps(fetch('http://denied.test/x')))")[0] == 403

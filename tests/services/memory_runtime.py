@@ -39,6 +39,9 @@ class MemoryRuntime:
     def preflight(self) -> None:
         pass
 
+    def resizes_memory(self) -> bool:
+        return True
+
     def create(self, spec: SandboxSpec) -> None:
         self.ping()
         self.sandboxes[spec.container_id] = SandboxInfo(spec.container_id, "running", 0.0)
