@@ -23,10 +23,17 @@ import bench_files
 import bench_listing
 import bench_mcp
 import bench_responses
+import bench_runtimes
 import bench_start
 from benchlib import ROOT, Row, table
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+RUNTIMES_START, RUNTIMES_END = "<!-- bench-runtimes:start -->", "<!-- bench-runtimes:end -->"
+
+
+def replace_between(text: str, start: str, end: str, body: str) -> str:
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    return pattern.sub(lambda _: f"{start}\n{body}\n{end}", text)
 
 
 def main() -> None:
@@ -47,16 +54,18 @@ def main() -> None:
     ):
         print(f"==> measuring {name}", file=sys.stderr, flush=True)
         rows += measure()
+    print("==> measuring gVisor beside runc", file=sys.stderr, flush=True)
+    runtimes = bench_runtimes.rows()
     machine = f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}"
-    text = f"{table(rows)}\n\nMeasured by `make bench` on {machine}; p50 of each case."
-    print(text)
+    note = f"Measured by `make bench` on {machine}; p50 of each case."
+    text = f"{table(rows)}\n\n{note}"
+    runtimes_text = f"{table(runtimes, bench_runtimes.HEADER)}\n\n{note}"
+    print(f"{text}\n\n{runtimes_text}")
     if not args.no_readme:
         readme = ROOT / "README.md"
-        current = readme.read_text()
-        pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-        if pattern.search(current):
-            readme.write_text(pattern.sub(f"{START}\n{text}\n{END}", current))
-            print("==> README.md benchmark table updated", file=sys.stderr)
+        current = replace_between(readme.read_text(), START, END, text)
+        readme.write_text(replace_between(current, RUNTIMES_START, RUNTIMES_END, runtimes_text))
+        print("==> README.md benchmark tables updated", file=sys.stderr)
 
 
 if __name__ == "__main__":

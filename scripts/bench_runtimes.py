@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_files import Transfers, make_file
 from bench_start import create_and_first, wait_for_pool
-from benchlib import Row, p50, running_localbox, show
+from benchlib import Row, p50, running_localbox, table
+
+HEADER = "| measure | gVisor (runsc) | runc, same run | ratio | target |"
 
 RUNTIMES = ("runc", "runsc")
 
@@ -116,10 +118,10 @@ def rows(n: int = 10, execs: int = 200, size: int = 64 << 20) -> list[Row]:
     mib = f"{size >> 20} MiB"
 
     def pair(what: str, key: str, unit: str = "ms") -> Row:
-        return Row(f"{what}, gVisor", run["runsc"][key], "runc", run["runc"][key], "", unit)
+        return Row(what, run["runsc"][key], "runc", run["runc"][key], "", unit)
 
     def start(what: str, seen: dict[str, dict[str, list[float]]], key: str) -> Row:
-        return Row(f"{what}, gVisor", p50(seen["runsc"][key]), "runc", p50(seen["runc"][key]), "")
+        return Row(what, p50(seen["runsc"][key]), "runc", p50(seen["runc"][key]), "")
 
     return [
         start("POST /v1/containers (warm pool)", warm, "create"),
@@ -138,7 +140,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=10, help="containers per start case")
     parser.add_argument("--execs", type=int, default=200)
     args = parser.parse_args()
-    show(rows(args.n, args.execs))
+    print(table(rows(args.n, args.execs), HEADER), flush=True)
 
 
 if __name__ == "__main__":

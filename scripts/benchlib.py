@@ -85,12 +85,11 @@ def _figure(value: float | None, unit: str) -> str:
     return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
 
 
-def table(rows: list[Row]) -> str:
+def table(
+    rows: list[Row], header: str = "| measure | localbox | raw Docker, same run | ratio | target |"
+) -> str:
     """The rows as a Markdown table (the README's benchmark table)."""
-    lines = [
-        "| measure | localbox | raw Docker, same run | ratio | target |",
-        "|---|---|---|---|---|",
-    ]
+    lines = [header, "|---|---|---|---|---|"]
     for r in rows:
         base = f"{_figure(r.baseline, r.unit)} ({r.baseline_what})" if r.baseline_what else ""
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""

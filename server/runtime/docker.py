@@ -57,6 +57,11 @@ SANDBOX_UID = 1000
 AGENT_USER = "0:0"
 AGENT_CAPABILITIES = ["SETUID", "SETGID", "KILL", "DAC_OVERRIDE"]
 DATA_PATH = "/mnt/data"
+GVISOR_THREADS_PER_TASK = 16
+"""The engine's pids limit for a gVisor sandbox, per process or thread it may run."""
+GVISOR_BYTES_PER_TASK = 16 << 20
+"""Under gVisor, a sandbox may run one process or thread per this much of its memory limit
+(at most LOCALBOX_SANDBOX_PIDS_LIMIT)."""
 SANDBOX_OOM_SCORE_ADJ = 1000
 """Sandboxes are the first the OOM killer takes under host memory pressure."""
 RESTARTED_NOTICE = (
@@ -278,6 +283,17 @@ class DockerRuntime:
                     ),
                 ]
                 environment = {"LOCALBOX_DISK_LIMIT": str(self.disk_limit)}
+                pids_limit = self.pids_limit
+                if runtimes.gvisor:
+                    # gVisor's kernel runs several host threads per sandbox process (about 9
+                    # on the ptrace platform) and holds host memory for each (megabytes for
+                    # a forked interpreter). Going past the memory limit would take the whole
+                    # sandbox down, so the sandbox user gets one process or thread per 16 MiB
+                    # of it as RLIMIT_NPROC, which gVisor enforces, and the agent counts them
+                    # too; the engine's pids limit is only the backstop.
+                    tasks = min(self.pids_limit, max(32, memory_bytes // GVISOR_BYTES_PER_TASK))
+                    environment["LOCALBOX_TASK_LIMIT"] = str(tasks)
+                    pids_limit = self.pids_limit * GVISOR_THREADS_PER_TASK
                 binds: dict[str, Mapping[str, str]] = {}
                 network: str | None = None
                 endpoints: dict[str, docker.types.EndpointConfig] | None = None
@@ -302,7 +318,7 @@ class DockerRuntime:
                     cap_drop=["ALL"],
                     cap_add=AGENT_CAPABILITIES,
                     security_opt=["no-new-privileges"],
-                    pids_limit=self.pids_limit,
+                    pids_limit=pids_limit,
                     mem_limit=memory_bytes,
                     memswap_limit=memory_bytes,
                     # A memory_limit is a ceiling, not memory held: when sandboxes together

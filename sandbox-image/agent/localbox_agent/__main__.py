@@ -200,6 +200,7 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # a stray print() here can never corrupt the channel
     os.close(devnull)
+    procs.limit_user_tasks()
     agent = Agent(emitter)
     agent.watchdog.start()
     threading.Thread(target=agent.work, name="worker", daemon=True).start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import time
 from collections.abc import Collection
@@ -93,8 +94,35 @@ def _read_int(*paths: str) -> int | None:
     return None
 
 
+TASK_LIMIT = int(os.environ.get("LOCALBOX_TASK_LIMIT", "0") or 0)
+"""Where the sandbox cannot see its pids cgroup (gVisor, whose kernel needs several host
+threads per process, so the engine's limit is set well above this): the processes and threads
+it may have, counted here."""
+
+
+def limit_user_tasks() -> None:
+    """Where TASK_LIMIT is set (gVisor): every process the sandbox user starts inherits it as
+    RLIMIT_NPROC, so its kernel refuses a fork past it (EAGAIN) before a fork bomb's host
+    threads and memory could take the whole sandbox down. The agent, as root, is not held
+    to it (nor is anything it runs as root)."""
+    if TASK_LIMIT:
+        resource.setrlimit(resource.RLIMIT_NPROC, (TASK_LIMIT, TASK_LIMIT))
+
+
+def task_count() -> int:
+    """Every thread of every process the sandbox's kernel shows."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                count += len(os.listdir(f"/proc/{entry}/task"))
+    return count
+
+
 def pids_exhausted() -> bool:
     """Whether the sandbox is close to its process limit (a fork bomb, most likely)."""
     limit = _read_int("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max")
     current = _read_int("/sys/fs/cgroup/pids/pids.current", "/sys/fs/cgroup/pids.current")
+    if (limit is None or current is None) and TASK_LIMIT:
+        limit, current = TASK_LIMIT, task_count()
     return bool(limit and current is not None and current >= 0.9 * limit)
