@@ -84,6 +84,7 @@ def create_app(
             egress_extra_ca=settings.egress_extra_ca_pem,
             egress_allow_private=settings.egress_allow_private_list,
             egress_max_connections=settings.egress_max_connections,
+            egress_connection_rate=settings.egress_connection_rate,
             sandbox_runtime=settings.sandbox_runtime,
         )
     container_repo = ContainerRepository(db)

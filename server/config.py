@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     egress_extra_ca: Path | None = None
     egress_allow_private: Annotated[str, AfterValidator(_cidr_list)] = ""
     egress_max_connections: int = Field(default=64, ge=1, le=4096)
+    egress_connection_rate: float = Field(default=20.0, gt=0, le=10000)
     max_upload_bytes: Size = Field(default=512 << 20, ge=1)
     max_json_bytes: Size = Field(default=16 << 20, ge=1024)
     max_containers: int = Field(default=100, ge=1)

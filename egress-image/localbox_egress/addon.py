@@ -12,6 +12,7 @@ import time
 from mitmproxy import connection, http
 from mitmproxy.proxy import server_hooks
 
+from localbox_egress.pacing import Pacer
 from localbox_egress.policy import (
     Policy,
     PolicyFile,
@@ -57,6 +58,7 @@ class Egress:
     def __init__(self, policy: PolicyFile) -> None:
         self.policy_file = policy
         self.open = 0
+        self.pacer = Pacer()
         self.resolved: dict[tuple[str, int], tuple[float, list[str]]] = {}
         """Client connections open now: all from the one sandbox this process serves."""
         self.names: dict[tuple[str, str, int], str] = {}
@@ -73,6 +75,10 @@ class Egress:
             # retries at once waits rather than spins (on its CPU and the proxy's).
             await asyncio.sleep(REFUSAL_PAUSE)
             client.error = "too many connections"
+        elif policy is not None:
+            delay = self.pacer.wait(policy.connection_rate, policy.max_connections)
+            if delay > 0:
+                await asyncio.sleep(delay)
 
     def client_disconnected(self, client: connection.Client) -> None:
         self.open -= 1

@@ -139,6 +139,9 @@ class Policy:
     """Never reachable, whatever is allowed: the sandboxes' own networks."""
     max_connections: int = 64
     """Connections the sandbox may hold open at once (LOCALBOX_EGRESS_MAX_CONNECTIONS)."""
+    connection_rate: float = 20.0
+    """New connections a second the sandbox may open, past a burst of max_connections
+    (LOCALBOX_EGRESS_CONNECTION_RATE); the ones past that wait their turn."""
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Policy:
@@ -159,6 +162,7 @@ class Policy:
             allowed=_networks(data.get("allowed_networks")),
             denied=_networks(data.get("denied_networks")),
             max_connections=int(str(data.get("max_connections", 64))),
+            connection_rate=float(str(data.get("connection_rate", 20.0))),
         )
 
     def admits(self, client_ip: str) -> bool:

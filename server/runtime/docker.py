@@ -118,6 +118,7 @@ class DockerRuntime:
         egress_extra_ca: str = "",
         egress_allow_private: tuple[str, ...] = (),
         egress_max_connections: int = 64,
+        egress_connection_rate: float = 20.0,
         direct_volume_io: bool = True,
         sandbox_runtime: str = "runc",
     ) -> None:
@@ -158,6 +159,7 @@ class DockerRuntime:
             extra_ca=egress_extra_ca,
             allow_private=egress_allow_private,
             max_connections=egress_max_connections,
+            connection_rate=egress_connection_rate,
         )
 
     @property

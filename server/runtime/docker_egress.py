@@ -98,6 +98,7 @@ class DockerEgress:
         memory_bytes: int = 4 << 30,
         allow_private: tuple[str, ...] = (),
         max_connections: int = 64,
+        connection_rate: float = 20.0,
     ) -> None:
         self._client = client
         self.instance = instance
@@ -109,6 +110,7 @@ class DockerEgress:
         each), each capped at 1 GiB of address space itself."""
         self.allow_private = allow_private
         self.max_connections = max_connections
+        self.connection_rate = connection_rate
         self.proxy_name = f"localbox-egress-{instance}"
         self.outside_network = self.proxy_name
         self.state_volume = f"{self.proxy_name}-state"
@@ -248,6 +250,7 @@ class DockerEgress:
             ),
             "allowed_networks": list(self.allow_private),
             "max_connections": self.max_connections,
+            "connection_rate": self.connection_rate,
         }
         key = _policy_key(subnet)
         data = json.dumps(document).encode()

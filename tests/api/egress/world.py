@@ -136,13 +136,15 @@ def start_upstream(
 ) -> tuple[DockerContainer, str]:
     """An upstream container on the proxy's outside network under these aliases, and its
     address there (labelled with the server's instance, so its clean-up removes it). A
-    `remote` one stands for a server elsewhere: it runs at the lowest CPU priority, so that
-    the work it does (which would be another machine's) does not weigh on this one."""
+    `remote` one stands for a server elsewhere: it runs at the lowest CPU weight the engine
+    gives (a container's weight, not a nice value, which only counts inside its own cgroup),
+    so that the work it does (which would be another machine's) does not weigh on this one."""
     outside = f"localbox-egress-{server.instance_id}"
     command = ["python3", "/srv/upstream.py", "/srv/certs/leaf.pem", "/srv/certs/leaf.key"]
     upstream = engine.containers.run(
         SANDBOX_IMAGE,
-        ["nice", "-n", "19", *command] if remote else command,
+        command,
+        cpu_shares=2 if remote else None,
         detach=True,
         name=f"localbox-upstream-{aliases[0]}-{server.instance_id}",
         labels={"localbox.instance": server.instance_id, "localbox.test": "upstream"},
