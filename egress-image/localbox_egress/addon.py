@@ -58,7 +58,8 @@ class Egress:
     def __init__(self, policy: PolicyFile) -> None:
         self.policy_file = policy
         self.open = 0
-        self.pacer = Pacer()
+        self.pacer: Pacer | None = None
+        """Set once this process saturated a core: new connections are paced from then on."""
         self.resolved: dict[tuple[str, int], tuple[float, list[str]]] = {}
         """Client connections open now: all from the one sandbox this process serves."""
         self.names: dict[tuple[str, str, int], str] = {}
@@ -66,6 +67,11 @@ class Egress:
         TLS connection to that address is made (and verified) for the name."""
 
     # -- connections -------------------------------------------------------------------
+
+    def pace(self) -> None:
+        """From now on, the sandbox's new connections wait their turn past its rate."""
+        if self.pacer is None:
+            self.pacer = Pacer()
 
     async def client_connected(self, client: connection.Client) -> None:
         self.open += 1
@@ -75,8 +81,10 @@ class Egress:
             # retries at once waits rather than spins (on its CPU and the proxy's).
             await asyncio.sleep(REFUSAL_PAUSE)
             client.error = "too many connections"
-        elif policy is not None:
-            delay = self.pacer.wait(policy.connection_rate, policy.max_connections)
+        elif policy is not None and self.pacer is not None:
+            # A second's worth at once, then the rate: what a flood of new connections (a
+            # TLS handshake or two each) can make this process do is bounded.
+            delay = self.pacer.wait(policy.connection_rate, max(1, int(policy.connection_rate)))
             if delay > 0:
                 await asyncio.sleep(delay)
 

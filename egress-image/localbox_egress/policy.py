@@ -140,8 +140,8 @@ class Policy:
     max_connections: int = 64
     """Connections the sandbox may hold open at once (LOCALBOX_EGRESS_MAX_CONNECTIONS)."""
     connection_rate: float = 20.0
-    """New connections a second the sandbox may open, past a burst of max_connections
-    (LOCALBOX_EGRESS_CONNECTION_RATE); the ones past that wait their turn."""
+    """New connections a second a sandbox whose proxy process saturated a core may open from
+    then on (LOCALBOX_EGRESS_CONNECTION_RATE); the ones past that wait their turn."""
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Policy:

@@ -23,15 +23,16 @@ from localbox_egress.policy import PolicyFile
 BUSY_SHARE = 0.8
 BUSY_SECONDS = 3
 """A proxy process that keeps more than BUSY_SHARE of a core busy for BUSY_SECONDS in a row
-runs at idle priority from then on (SCHED_IDLE: only CPU no one else wants), so that a
-sandbox flooding its proxy slows its own traffic and not another sandbox's."""
+runs at idle priority from then on (SCHED_IDLE: only CPU no one else wants), and paces its
+sandbox's new connections (see Egress.pace), so that a sandbox flooding its proxy slows its
+own traffic and not another sandbox's."""
 IDLE_SECONDS = 60
 """A connection (a tunnel included) with nothing sent either way for this long is closed."""
 MEMORY_BYTES = 1 << 30
 """Address space one sandbox's proxy process may use."""
 
 
-async def step_aside_when_saturated() -> None:
+async def step_aside_when_saturated(egress: Egress) -> None:
     busy = 0
     last = time.process_time()
     while True:
@@ -41,7 +42,11 @@ async def step_aside_when_saturated() -> None:
         last = now
         if busy >= BUSY_SECONDS:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            print(f"localbox-egress: {listen_label()} saturated a core; now at idle priority")
+            egress.pace()
+            print(
+                f"localbox-egress: {listen_label()} saturated a core; now at idle priority, "
+                "its new connections paced"
+            )
             return
 
 
@@ -58,7 +63,8 @@ def serve(listen: str, port: int, policy: Path, confdir: Path, upstream_ca: Path
     async def main() -> None:
         opts = options.Options()
         master = DumpMaster(opts, with_termlog=True, with_dumper=False)
-        master.addons.add(Egress(PolicyFile(policy)))
+        egress = Egress(PolicyFile(policy))
+        master.addons.add(egress)
         opts.update(
             mode="regular",
             listen_host=listen,
@@ -73,7 +79,7 @@ def serve(listen: str, port: int, policy: Path, confdir: Path, upstream_ca: Path
         loop = asyncio.get_running_loop()
         signal.signal(signal.SIGTERM, lambda *_: loop.call_soon_threadsafe(master.shutdown))
         signal.signal(signal.SIGINT, lambda *_: loop.call_soon_threadsafe(master.shutdown))
-        watch = asyncio.create_task(step_aside_when_saturated())
+        watch = asyncio.create_task(step_aside_when_saturated(egress))
         try:
             await master.run()
         finally:
