@@ -209,6 +209,20 @@ def remove_sandboxes(instance_id: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> str:
+    """An admin URL of a real PostgreSQL server: POSTGRES_ENV's, or the tests' own cluster."""
+    return postgres_admin_url()
+
+
+@pytest.fixture
+def postgres_database(postgres: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    url = create_postgres_database(postgres)
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     client = docker.from_env()
     yield client

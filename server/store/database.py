@@ -18,7 +18,7 @@ from sqlmodel import Session, create_engine
 
 from server.store import tables as _tables  # noqa: F401  (registers the tables)
 from server.store.deployment import Deployment, claim
-from server.store.migrations import upgrade
+from server.store.migrations import current, differences, upgrade
 from server.store.space import DiskReserve, StorageFull
 
 log = logging.getLogger("localbox.store")
@@ -99,6 +99,14 @@ class Database:
             if self._reserve is None or not self._reserve.release():
                 raise
         return work()
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None before the migrations)."""
+        return current(self.engine)
+
+    def schema_differences(self) -> list[str]:
+        """How the schema differs from the tables' description (empty when it matches)."""
+        return differences(self.engine)
 
     def execute(self, sql: str, **params: object) -> list[tuple[Any, ...]]:
         """Run one SQL statement (with :named parameters) and commit; the rows it returns.

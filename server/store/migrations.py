@@ -16,10 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, func, inspect, select, text
 from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+from server.store import tables as _tables  # noqa: F401  (registers the tables)
 
 log = logging.getLogger("localbox.store")
 
@@ -58,6 +63,14 @@ def current(engine: Engine) -> str | None:
             return None
         version: str | None = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         return version
+
+
+def differences(engine: Engine) -> list[str]:
+    """How the database's schema differs from what the tables describe; empty when the
+    migrations made exactly that schema."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return [repr(diff) for diff in compare_metadata(context, SQLModel.metadata)]
 
 
 def _config(conn: Connection | None) -> Config:
