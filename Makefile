@@ -8,7 +8,7 @@ DEPS_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 
-.PHONY: help setup venv dev-venv node-deps litellm-deps browser screenshots compose-tool server-image docker-engine sandbox-image egress-image run test lint typecheck pytest bench clean
+.PHONY: help setup venv dev-venv node-deps litellm-deps browser screenshots compose-tool server-image docker-engine sandbox-image egress-image postgres run test lint typecheck pytest pytest-postgres bench clean
 
 help:
 	@echo "make run           - set everything up and serve the API on 127.0.0.1:8000"
@@ -21,6 +21,8 @@ help:
 	@echo "make lint          - ruff lint and format check"
 	@echo "make typecheck     - mypy --strict on server/"
 	@echo "make pytest        - only the test suite"
+	@echo "make pytest-postgres - the store's API tests again, on a throwaway PostgreSQL"
+	@echo "make postgres      - start the tests' throwaway PostgreSQL (installs Debian's when missing)"
 	@echo "make clean         - remove the virtualenvs and local data"
 
 # What `make run` needs: localbox and its runtime dependencies only.
@@ -104,10 +106,30 @@ lint: dev-venv
 typecheck: dev-venv
 	$(BIN)/mypy server
 
-pytest: setup dev-venv browser node-deps litellm-deps compose-tool server-image
+pytest: setup dev-venv browser node-deps litellm-deps compose-tool server-image postgres
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# The tests' PostgreSQL: a cluster of their own in /var/tmp on 127.0.0.1:55432, made and
+# started once (Debian's postgresql installed first when missing; root or sudo).
+postgres:
+	@bash scripts/ensure-postgres.sh >/dev/null
+
+# The API tests that exercise the store, run again with every server on a PostgreSQL database
+# of its own: containers, container files, files, paging, lifecycle (expiry, restarts), skills,
+# instances, limits, validation and health. The egress, exec-abuse, flood and client-library
+# tests touch no more of the store, and the whole API suite twice would take too long.
+# tests/store and tests/api/test_postgres.py run on PostgreSQL in `make pytest` already.
+PG_API_TESTS := tests/api/test_containers.py tests/api/test_container_files.py \
+  tests/api/test_files.py tests/api/test_paging.py tests/api/test_lifecycle.py \
+  tests/api/test_skills.py tests/api/test_container_skills.py tests/api/test_instances.py \
+  tests/api/test_limits.py tests/api/test_validation.py tests/api/test_health.py
+
+pytest-postgres: setup dev-venv
+	@url=$$(bash scripts/ensure-postgres.sh) && \
+	  echo "LOCALBOX_TEST_POSTGRES_URL=<the tests' PostgreSQL> $(BIN)/pytest $(PG_API_TESTS)" && \
+	  LOCALBOX_TEST_POSTGRES_URL="$$url" $(BIN)/pytest $(PG_API_TESTS)
+
+test: lint typecheck pytest pytest-postgres
 
 bench: setup dev-venv
 	$(BIN)/python scripts/bench.py
