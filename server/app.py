@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -45,6 +46,8 @@ from server.store import (
     ContainerFileRepository,
     ContainerRepository,
     Database,
+    DatabaseInUse,
+    Deployment,
     DiskReserve,
     FileRepository,
     ResponseRepository,
@@ -67,7 +70,13 @@ def create_app(
     instance_id = load_instance_id(data_dir)
     # Room kept on the data disk so that deletes (and a start-up's repairs) always work.
     reserve = DiskReserve(data_dir / ".reserve")
-    db = Database(settings.resolved_database_url, reserve)
+    db = Database(
+        settings.resolved_database_url,
+        reserve,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout,
+    )
     if runtime is None:
         from server.runtime.docker import DockerRuntime
 
@@ -261,7 +270,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(db.create_tables)
+        owner = Deployment(
+            instance_id=instance_id,
+            data_dir=str(data_dir),
+            host=socket.gethostname(),
+            created_at=int(clock()),
+        )
+        try:
+            await run_in_threadpool(db.create_tables, owner)
+        except DatabaseInUse as exc:
+            log.error("refusing to start: %s", exc)
+            raise
         try:
             await run_in_threadpool(container_service.reconcile, 0.0)
         except SandboxRuntimeError as exc:

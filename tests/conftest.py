@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -12,13 +13,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import docker
 import httpx
 import openai
+import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+POSTGRES_ENV = "LOCALBOX_TEST_POSTGRES_URL"
+"""An admin URL of a PostgreSQL server. When set, every test server gets a database of its own
+there (`make pytest-postgres`); otherwise servers keep SQLite in their data dir."""
 
 SUITE_ENV = {
     # The suite keeps many idle sandboxes at once, more than the default container cap.
@@ -44,6 +51,48 @@ def free_port() -> int:
         return port
 
 
+def postgres_admin_url() -> str:
+    """POSTGRES_ENV's URL, or else the tests' own cluster's (started when it is not running)."""
+    url = os.environ.get(POSTGRES_ENV, "")
+    if url:
+        return url
+    script = ROOT / "scripts" / "ensure-postgres.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"could not start the tests' PostgreSQL: {done.stderr}")
+    return done.stdout.strip()
+
+
+def create_postgres_database(admin_url: str) -> str:
+    """A new, empty database on admin_url's server; its URL."""
+    name = f"lb_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+
+
+def drop_postgres_database(url: str) -> None:
+    parts = urlsplit(url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
+
+
+@contextmanager
+def database_for(data_dir: Path) -> Iterator[str]:
+    """The database URL a server on data_dir uses in this run: a fresh PostgreSQL database
+    (dropped at the end) when POSTGRES_ENV is set, else SQLite in the data dir."""
+    admin = os.environ.get(POSTGRES_ENV, "")
+    if not admin:
+        yield f"sqlite:///{data_dir.resolve() / 'localbox.db'}"
+        return
+    url = create_postgres_database(admin)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
 @dataclass
 class LocalboxServer:
     """A localbox process serving on 127.0.0.1:port with its own data dir."""
@@ -56,6 +105,10 @@ class LocalboxServer:
     """An open-file limit (soft and hard) for the server process, when a test needs one."""
     cgroup: Path | None = None
     """A cgroup directory (its memory controller's) the server process starts in."""
+    database_url: str = ""
+    """The server's database; by default SQLite in its data dir, or with POSTGRES_ENV set a
+    PostgreSQL database of its own, made at its first start and dropped by close()."""
+    owns_database: bool = False
     process: subprocess.Popen[bytes] | None = None
     clients: list[openai.OpenAI] = field(default_factory=list)
 
@@ -73,6 +126,14 @@ class LocalboxServer:
         return (self.data_dir / "instance-id").read_text().strip()
 
     def start(self) -> None:
+        if not self.database_url:
+            admin = os.environ.get(POSTGRES_ENV, "")
+            if admin:
+                self.database_url = create_postgres_database(admin)
+                self.owns_database = True
+            else:
+                data_dir = Path(self.env.get("LOCALBOX_DATA_DIR", self.data_dir))
+                self.database_url = f"sqlite:///{data_dir.resolve() / 'localbox.db'}"
         env = {
             **os.environ,
             **SUITE_ENV,
@@ -80,6 +141,7 @@ class LocalboxServer:
             "LOCALBOX_PORT": str(self.port),
             "LOCALBOX_DATA_DIR": str(self.data_dir),
             "LOCALBOX_LOG_LEVEL": "warning",
+            "LOCALBOX_DATABASE_URL": self.database_url,
             **self.env,
         }
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +177,14 @@ class LocalboxServer:
                 self.process.wait()
         self.process = None
 
+    def close(self) -> None:
+        """Stop, and drop the database made for this server."""
+        self.stop()
+        if self.owns_database:
+            drop_postgres_database(self.database_url)
+            self.owns_database = False
+            self.database_url = ""
+
     def log_text(self) -> str:
         path = self.data_dir / "server.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -144,6 +214,20 @@ def remove_sandboxes(instance_id: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> str:
+    """An admin URL of a real PostgreSQL server: POSTGRES_ENV's, or the tests' own cluster."""
+    return postgres_admin_url()
+
+
+@pytest.fixture
+def postgres_database(postgres: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    url = create_postgres_database(postgres)
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     client = docker.from_env()
     yield client
@@ -156,14 +240,18 @@ def serving(
     env: dict[str, str] | None = None,
     nofile: int | None = None,
     cgroup: Path | None = None,
+    database_url: str = "",
 ) -> Iterator[LocalboxServer]:
-    """A server of the caller's own; stopped, and its sandboxes removed, at the end."""
-    server = LocalboxServer(data_dir=data_dir, env=env or {}, nofile=nofile, cgroup=cgroup)
-    server.start()
+    """A server of the caller's own; stopped, and its sandboxes (and database) removed, at the
+    end."""
+    server = LocalboxServer(
+        data_dir=data_dir, env=env or {}, nofile=nofile, cgroup=cgroup, database_url=database_url
+    )
     try:
+        server.start()
         yield server
     finally:
-        server.stop()
+        server.close()
         if (server.data_dir / "instance-id").exists():
             remove_sandboxes(server.instance_id)
 

@@ -3,6 +3,7 @@
 from server.store.container_files import ContainerFileRepository
 from server.store.containers import DELETING, ContainerRepository
 from server.store.database import Database
+from server.store.deployment import DatabaseInUse, Deployment
 from server.store.files import BlobStore, FileRepository
 from server.store.responses import ResponseRepository, StoredResponse
 from server.store.skills import SkillBundleStore, SkillRepository
@@ -14,6 +15,8 @@ __all__ = [
     "ContainerFileRepository",
     "ContainerRepository",
     "Database",
+    "DatabaseInUse",
+    "Deployment",
     "DiskReserve",
     "FileRepository",
     "ResponseRepository",

@@ -1,4 +1,5 @@
-"""The database engine: SQLite by default (WAL, busy timeout), any SQLAlchemy URL otherwise."""
+"""The database engine: SQLite by default (WAL, busy timeout); PostgreSQL (psycopg 3) with a
+sized pool whose connections are checked before use."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, ExceptionContext
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from server.store import tables as _tables  # noqa: F401  (registers the tables)
-from server.store.migrations import migrate
+from server.store.deployment import Deployment, claim
+from server.store.migrations import current, differences, upgrade
 from server.store.space import DiskReserve, StorageFull
 
 log = logging.getLogger("localbox.store")
@@ -37,26 +39,49 @@ class Database:
     still succeeds then, with the room the reserve gives back.
     """
 
-    def __init__(self, url: str, reserve: DiskReserve | None = None) -> None:
-        connect_args: dict[str, Any] = {}
+    def __init__(
+        self,
+        url: str,
+        reserve: DiskReserve | None = None,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 20,
+        pool_timeout: float = 30.0,
+    ) -> None:
+        url = driver_url(url)
         self._dir: Path | None = None
-        if url.startswith("sqlite:///"):
-            self._dir = Path(url.removeprefix("sqlite:///")).parent
-            self._dir.mkdir(parents=True, exist_ok=True)
-            connect_args = {"check_same_thread": False, "timeout": 30}
-        self.engine: Engine = create_engine(url, connect_args=connect_args)
-        self._reserve = reserve
         if url.startswith("sqlite"):
+            connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": 30}
+            if url.startswith("sqlite:///"):
+                self._dir = Path(url.removeprefix("sqlite:///")).parent
+                self._dir.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url, connect_args=connect_args)
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "handle_error", self._full_disk)
+        else:
+            # A server's connections outlive the database's restarts and idle cut-offs:
+            # each is checked as it leaves the pool, and a dead one replaced.
+            self.engine = create_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=pool_timeout,
+            )
+        self._reserve = reserve
 
-    def create_tables(self) -> None:
-        """Create missing tables, then add columns that older databases lack. The first use
-        of the database at start-up: on a full disk it may take the reserve's room."""
+    @property
+    def dialect(self) -> str:
+        """The database's kind: "sqlite" or "postgresql"."""
+        return self.engine.dialect.name
+
+    def create_tables(self, owner: Deployment | None = None) -> None:
+        """Migrate the schema to the newest revision and, given an owner, claim the database
+        for it (DatabaseInUse if another data dir has). The first use of the database at
+        start-up: on a full disk it may take the reserve's room."""
 
         def create() -> None:
-            SQLModel.metadata.create_all(self.engine)
-            migrate(self.engine)
+            upgrade(self.engine, None if owner is None else lambda conn: claim(conn, owner))
 
         self.with_room(create)
 
@@ -74,6 +99,21 @@ class Database:
             if self._reserve is None or not self._reserve.release():
                 raise
         return work()
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None before the migrations)."""
+        return current(self.engine)
+
+    def schema_differences(self) -> list[str]:
+        """How the schema differs from the tables' description (empty when it matches)."""
+        return differences(self.engine)
+
+    def execute(self, sql: str, **params: object) -> list[tuple[Any, ...]]:
+        """Run one SQL statement (with :named parameters) and commit; the rows it returns.
+        For tools and tests that reach into a server's database from outside it."""
+        with self.engine.begin() as conn:
+            result = conn.execute(text(sql), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -116,6 +156,14 @@ def frees_space(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[
         return store._db.with_room(lambda: method(store, *args, **kwargs))
 
     return run
+
+
+def driver_url(url: str) -> str:
+    """The URL with its driver: a plain postgresql:// (or postgres://) URL means psycopg 3."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url.removeprefix(plain)
+    return url
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,9 +1,13 @@
-"""SQLModel table definitions (*Record)."""
+"""SQLModel table definitions (*Record). A change here needs a revision in alembic/versions."""
 
 from __future__ import annotations
 
-from sqlalchemy import Index
+from sqlalchemy import BigInteger, Index, Integer
 from sqlmodel import Field, SQLModel
+
+BIG = BigInteger().with_variant(Integer(), "sqlite")
+"""Every integer column: 64-bit on PostgreSQL (sizes past 2 GiB, times past 2038); SQLite's
+INTEGER is 64-bit already."""
 
 
 class ContainerRecord(SQLModel, table=True):
@@ -15,11 +19,11 @@ class ContainerRecord(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     name: str = Field(index=True)
-    created_at: int
+    created_at: int = Field(sa_type=BIG)
     status: str
-    expires_after_minutes: int
-    last_active_at: int
-    expires_at: int
+    expires_after_minutes: int = Field(sa_type=BIG)
+    last_active_at: int = Field(sa_type=BIG)
+    expires_at: int = Field(sa_type=BIG)
     memory_limit: str
     network_policy_type: str = "disabled"
     allowed_domains: str = ""
@@ -35,8 +39,8 @@ class ContainerFileRecord(SQLModel, table=True):
     id: str = Field(primary_key=True)
     container_id: str
     path: str
-    bytes: int
-    created_at: int
+    bytes: int = Field(sa_type=BIG)
+    created_at: int = Field(sa_type=BIG)
     source: str
     mtime: float = 0.0
 
@@ -47,11 +51,11 @@ class FileRecord(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     filename: str
-    bytes: int
-    created_at: int
+    bytes: int = Field(sa_type=BIG)
+    created_at: int = Field(sa_type=BIG)
     purpose: str = Field(index=True)
     status: str = "processed"
-    expires_at: int | None = Field(default=None, index=True)
+    expires_at: int | None = Field(default=None, sa_type=BIG, index=True)
 
 
 class SkillRecord(SQLModel, table=True):
@@ -59,9 +63,9 @@ class SkillRecord(SQLModel, table=True):
     __table_args__ = (Index("ix_skills_page", "created_at", "id"),)
 
     id: str = Field(primary_key=True)
-    created_at: int
-    default_version: int
-    next_version: int = 2
+    created_at: int = Field(sa_type=BIG)
+    default_version: int = Field(sa_type=BIG)
+    next_version: int = Field(default=2, sa_type=BIG)
     """Version numbers are never reused, even after a version is deleted."""
 
 
@@ -71,12 +75,12 @@ class SkillVersionRecord(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     skill_id: str
-    version: int
-    created_at: int
+    version: int = Field(sa_type=BIG)
+    created_at: int = Field(sa_type=BIG)
     name: str
     description: str
     folder: str
-    bytes: int
+    bytes: int = Field(sa_type=BIG)
 
 
 class ResponseRecord(SQLModel, table=True):
@@ -86,7 +90,7 @@ class ResponseRecord(SQLModel, table=True):
     __tablename__ = "responses"
 
     id: str = Field(primary_key=True)
-    created_at: int = Field(index=True)
+    created_at: int = Field(sa_type=BIG, index=True)
     status: str
     body: str
     """The response object as JSON, with every output in full."""
@@ -101,3 +105,15 @@ class ResponseItemRecord(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     response_id: str = Field(index=True)
+
+
+class DeploymentRecord(SQLModel, table=True):
+    """The one localbox (its data directory) this database belongs to: one row, id 1."""
+
+    __tablename__ = "deployment"
+
+    id: int = Field(primary_key=True, sa_type=Integer, sa_column_kwargs={"autoincrement": False})
+    instance_id: str
+    data_dir: str
+    host: str
+    created_at: int = Field(sa_type=BIG)

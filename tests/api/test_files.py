@@ -6,7 +6,6 @@ import hashlib
 import os
 import re
 import socket
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from server.store import Database
 from tests.conftest import LocalboxServer, _serve, serving
 
 
@@ -210,11 +210,9 @@ def test_the_sweep_removes_an_expired_file_for_real(tmp_path: Path) -> None:
         kept = client.files.create(file=("kept.txt", b"kept"), purpose="assistants")
         blob = server.data_dir / "files" / f.id
         assert blob.exists()
-        db_path = server.data_dir / "localbox.db"
+        db = Database(server.database_url)
         # The shortest expiry allowed is an hour: move the deadline into the past instead.
-        with sqlite3.connect(db_path) as db:
-            db.execute("UPDATE files SET expires_at = expires_at - 7200 WHERE id = ?", (f.id,))
-        db.close()
+        db.execute("UPDATE files SET expires_at = expires_at - 7200 WHERE id = :id", id=f.id)
         with pytest.raises(openai.NotFoundError):
             client.files.retrieve(f.id)
         with pytest.raises(openai.NotFoundError):
@@ -226,13 +224,12 @@ def test_the_sweep_removes_an_expired_file_for_real(tmp_path: Path) -> None:
 
         deadline = time.monotonic() + 15
         while True:
-            with sqlite3.connect(db_path) as db:
-                rows = db.execute("SELECT count(*) FROM files WHERE id = ?", (f.id,)).fetchone()
-            db.close()
-            if rows[0] == 0 and not blob.exists():
+            rows = db.execute("SELECT count(*) FROM files WHERE id = :id", id=f.id)
+            if rows[0][0] == 0 and not blob.exists():
                 break
             assert time.monotonic() < deadline, "the sweep did not remove the expired file"
             time.sleep(0.1)
+        db.close()
         assert client.files.retrieve(kept.id).id == kept.id
         assert (server.data_dir / "files" / kept.id).exists()
         metrics = httpx.get(f"{server.url}/metrics").text

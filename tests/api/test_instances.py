@@ -16,7 +16,7 @@ from server.instance import legacy_instance_id, load_instance_id
 from server.runtime import SandboxSpec
 from server.runtime.docker import DockerRuntime
 from server.store import ContainerRepository, Database
-from tests.conftest import remove_sandboxes, serving
+from tests.conftest import database_for, remove_sandboxes, serving
 
 IMAGE = os.environ.get("LOCALBOX_SANDBOX_IMAGE", "localbox-sandbox:latest")
 
@@ -48,36 +48,37 @@ def test_an_existing_deployment_keeps_its_sandboxes_across_the_upgrade(
     sandbox is labelled with the hash of the data dir's path, and no instance-id file."""
     data = (tmp_path / "data").resolve()
     data.mkdir()
+    (data / "files").mkdir()  # a data dir a server has used, whichever database it had
     old_id = legacy_instance_id(data)
-    db = Database(f"sqlite:///{data / 'localbox.db'}")
-    db.create_tables()
-    cid = "cntr_" + "ab" * 24
-    ContainerRepository(db).add(
-        Container(
-            id=cid,
-            name="from-before",
-            created_at=1,
-            status="running",
-            expires_after_minutes=10080,
-            last_active_at=2_000_000_000,
-            memory_limit="1g",
-        )
-    )
-    db.close()
-    DockerRuntime(IMAGE, old_id).create(SandboxSpec(container_id=cid, memory_bytes=1 << 30))
-    try:
-        with serving(data) as server:  # reconciles at start-up
-            assert server.instance_id == old_id
-            client = server.client(max_retries=0)
-            assert client.containers.retrieve(cid).status == "running"
-            f = client.containers.files.create(cid, file=("kept.txt", b"kept"))
-            assert client.containers.files.content.retrieve(f.id, container_id=cid).read() == (
-                b"kept"
+    with database_for(data) as url:
+        db = Database(url)
+        db.create_tables()
+        cid = "cntr_" + "ab" * 24
+        ContainerRepository(db).add(
+            Container(
+                id=cid,
+                name="from-before",
+                created_at=1,
+                status="running",
+                expires_after_minutes=10080,
+                last_active_at=2_000_000_000,
+                memory_limit="1g",
             )
-            sandbox = docker_client.containers.get(f"localbox-{cid}")
-            assert sandbox.labels["localbox.instance"] == old_id
-    finally:
-        remove_sandboxes(old_id)
+        )
+        db.close()
+        DockerRuntime(IMAGE, old_id).create(SandboxSpec(container_id=cid, memory_bytes=1 << 30))
+        try:
+            with serving(data, database_url=url) as server:  # reconciles at start-up
+                assert server.instance_id == old_id
+                client = server.client(max_retries=0)
+                assert client.containers.retrieve(cid).status == "running"
+                f = client.containers.files.create(cid, file=("kept.txt", b"kept"))
+                content = client.containers.files.content.retrieve(f.id, container_id=cid)
+                assert content.read() == b"kept"
+                sandbox = docker_client.containers.get(f"localbox-{cid}")
+                assert sandbox.labels["localbox.instance"] == old_id
+        finally:
+            remove_sandboxes(old_id)
 
 
 def test_two_deployments_at_the_same_path_keep_their_own_sandboxes(

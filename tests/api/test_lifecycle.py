@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from server.store import Database
 from tests.conftest import LocalboxServer, _serve
 
 SWEEP = 1.0
@@ -193,10 +194,9 @@ def test_deadline_passed_while_down_expires_at_first_sweep(
         c = server.client().containers.create(name="down")
         server.stop()
         # Move the deadline into the past while the server is down, as an hour of downtime would.
-        import sqlite3
-
-        with sqlite3.connect(server.data_dir / "localbox.db") as db:
-            db.execute("UPDATE containers SET expires_at = expires_at - 3600 WHERE id = ?", (c.id,))
+        db = Database(server.database_url)
+        db.execute("UPDATE containers SET expires_at = expires_at - 3600 WHERE id = :id", id=c.id)
+        db.close()
         server.start()
         deadline = time.monotonic() + 10
         while server.client().containers.retrieve(c.id).status != "expired":

@@ -3,13 +3,13 @@ beside it, and everything they made in Docker removed at the end."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
 
+from server.store import Database
 from tests.conftest import LocalboxServer, remove_sandboxes
 
 
@@ -22,16 +22,19 @@ def serving_on(data_dir: Path, log_dir: Path, env: dict[str, str]) -> Iterator[L
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
         id_file = data_dir / "instance-id"
         if id_file.exists():
             remove_sandboxes(id_file.read_text().strip())
 
 
-def db_execute(data_dir: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
-    """Run one statement on a server's SQLite database, from outside the server."""
-    with closing(sqlite3.connect(data_dir / "localbox.db", timeout=30)) as db, db:
-        return list(db.execute(sql, params).fetchall())
+def db_execute(server: LocalboxServer, sql: str, **params: object) -> list[tuple[object, ...]]:
+    """Run one statement (with :named parameters) on a server's database, from outside it."""
+    db = Database(server.database_url)
+    try:
+        return db.execute(sql, **params)
+    finally:
+        db.close()
 
 
 def docker_objects(client: docker.DockerClient, container_id: str) -> list[str]:

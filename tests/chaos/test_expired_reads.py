@@ -20,20 +20,19 @@ ENV = {"LOCALBOX_EXPIRY_SWEEP_SECONDS": "3600", "LOCALBOX_RECONCILE_SECONDS": "3
 
 def timestamps(server: LocalboxServer, container_id: str) -> tuple[object, ...]:
     return db_execute(
-        server.data_dir,
-        "SELECT status, last_active_at, expires_at FROM containers WHERE id = ?",
-        container_id,
+        server,
+        "SELECT status, last_active_at, expires_at FROM containers WHERE id = :id",
+        id=container_id,
     )[0]
 
 
 def age(server: LocalboxServer, container_id: str, seconds: int) -> None:
     db_execute(
-        server.data_dir,
-        "UPDATE containers SET last_active_at = last_active_at - ?, expires_at = expires_at - ? "
-        "WHERE id = ?",
-        seconds,
-        seconds,
-        container_id,
+        server,
+        "UPDATE containers SET last_active_at = last_active_at - :s, expires_at = expires_at - :s "
+        "WHERE id = :id",
+        s=seconds,
+        id=container_id,
     )
 
 

@@ -37,13 +37,13 @@ def assert_deleted(
     with pytest.raises(openai.NotFoundError):
         sdk.containers.retrieve(container_id)
     assert container_id not in [c.id for c in sdk.containers.list(limit=100)]
-    assert db_execute(server.data_dir, "SELECT id FROM containers WHERE id = ?", container_id) == []
+    assert db_execute(server, "SELECT id FROM containers WHERE id = :id", id=container_id) == []
     assert docker_objects(client, container_id) == []
     assert gone(client, volumes)
 
 
 def status(server: LocalboxServer, container_id: str) -> str | None:
-    rows = db_execute(server.data_dir, "SELECT status FROM containers WHERE id = ?", container_id)
+    rows = db_execute(server, "SELECT status FROM containers WHERE id = :id", id=container_id)
     return str(rows[0][0]) if rows else None
 
 
@@ -90,7 +90,7 @@ def test_a_delete_cut_short_after_the_sandbox_went(
         c = client.containers.create(name="half-deleted")
         volumes = volumes_of(docker_client, c.id)
         server.stop(signal.SIGKILL)
-        db_execute(server.data_dir, "UPDATE containers SET status = 'deleting' WHERE id = ?", c.id)
+        db_execute(server, "UPDATE containers SET status = 'deleting' WHERE id = :id", id=c.id)
         docker_client.containers.get(f"localbox-{c.id}").remove(force=True)
         assert not gone(docker_client, volumes)
 
