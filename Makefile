@@ -119,7 +119,8 @@ pytest: setup dev-venv browser node-deps litellm-deps compose-tool server-image 
 GVISOR_SUITES := tests/api/test_sandbox_runtime.py tests/api/test_sandbox_integrity.py \
   tests/api/test_exec.py tests/api/test_exec_abuse.py tests/api/test_container_files.py \
   tests/api/test_network.py tests/api/test_warm_pool.py tests/api/test_lifecycle.py \
-  tests/api/test_container_skills.py tests/api/test_docker_restart.py
+  tests/api/test_container_skills.py tests/api/test_docker_restart.py \
+  tests/api/test_cpu_step_aside.py
 
 # The tests' PostgreSQL: a cluster of their own in /var/tmp on 127.0.0.1:55432, made and
 # started once (Debian's postgresql installed first when missing; root or sudo).

@@ -34,6 +34,7 @@ from server.services.activity import Activity
 from server.services.capacity import Capacity, Limits
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
+from server.services.cpu_arbiter import CpuArbiter
 from server.services.errors import OutageCheck, disk_full
 from server.services.execution import ExecutionService
 from server.services.files import FileService
@@ -137,6 +138,7 @@ def create_app(
         limits=BundleLimits(max_files=settings.skill_max_files, max_bytes=settings.skill_max_bytes),
     )
     activity = Activity()
+    cpu_arbiter = CpuArbiter(runtime, settings.sandbox_cpus)
     pool = WarmPool(
         runtime,
         size=settings.warm_pool,
@@ -295,6 +297,8 @@ def create_app(
         )
         scheduler.start()
         await run_in_threadpool(pool.start)
+        if settings.cpu_step_aside:
+            cpu_arbiter.start()
         log.info("localbox ready (data dir %s, instance %s)", data_dir, instance_id)
         try:
             async with mcp_http.run():
@@ -302,6 +306,7 @@ def create_app(
         finally:
             await run_in_threadpool(scheduler.shutdown)
             await run_in_threadpool(pool.close)
+            await run_in_threadpool(cpu_arbiter.close)
             execution_service.close()
             await response_service.close()
             db.close()

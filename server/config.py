@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     sandbox_pids_limit: int = Field(default=256, ge=16)
     sandbox_tmp_size: str = "256m"
     sandbox_cgroup_parent: str = ""
+    cpu_step_aside: bool = True
     sandbox_runtime: str = Field(default="runc", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     egress_image: str = "localbox-egress:latest"
     egress_subnets: Annotated[str, AfterValidator(_egress_subnets)] = "10.213.0.0/16"

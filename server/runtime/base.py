@@ -195,6 +195,13 @@ class SandboxRuntime(Protocol):
         """Whether claim_spare can change a running spare's memory limit (gVisor cannot: a
         create with another limit than the pool's then starts a sandbox of its own)."""
 
+    def cpu_usage(self, container_id: str) -> float | None:
+        """CPU seconds the sandbox used so far (a counter); None where it cannot be read."""
+
+    def set_cpu_low(self, container_id: str, low: bool) -> bool:
+        """Weigh the sandbox least for the CPU (it then gets what no other wants), or as made
+        again; False where that cannot be done."""
+
     def claim_spare(self, spare_id: str, spec: SandboxSpec) -> None:
         """Make the spare the sandbox of spec.container_id, with spec's memory limit; from
         then on it is addressed by that container id only. SandboxRuntimeError if the spare

@@ -37,6 +37,7 @@ from server.runtime.base import (
     SpareInfo,
     StagedFile,
 )
+from server.runtime.cpu_cgroup import CpuCgroup, cpu_cgroup
 from server.runtime.docker_attach import AttachChannel
 from server.runtime.docker_egress import DockerEgress
 from server.runtime.engine_runtimes import RuntimeChoice, RuntimeMisconfigured, choose
@@ -139,6 +140,8 @@ class DockerRuntime:
         self._agents: dict[str, AgentClient] = {}
         self._attaching: dict[str, threading.Lock] = {}
         """Per sandbox, held while an attach to its agent is made."""
+        self._cpu_cgroups: dict[str, CpuCgroup] = {}
+        """Each sandbox's CPU cgroup on this host, once found (see cpu_cgroup.py)."""
         self._spare_memory: dict[str, int] = {}
         """The memory limit of the spares this runtime made, so a claim need not look."""
         self.direct_volume_io = direct_volume_io
@@ -214,6 +217,33 @@ class DockerRuntime:
             for ident, state, created in self._managed()
             if ident.startswith(SPARE_PREFIX)
         ]
+
+    def _cpu_cgroup(self, container_id: str) -> CpuCgroup | None:
+        with self._lock:
+            known = self._cpu_cgroups.get(container_id)
+        if known is not None:
+            return known
+        try:
+            pid = int(self._sandbox(container_id).attrs.get("State", {}).get("Pid") or 0)
+        except SandboxRuntimeError:
+            return None
+        found = cpu_cgroup(pid) if pid else None
+        if found is not None:
+            with self._lock:
+                self._cpu_cgroups[container_id] = found
+        return found
+
+    def cpu_usage(self, container_id: str) -> float | None:
+        group = self._cpu_cgroup(container_id)
+        used = group.usage_seconds() if group is not None else None
+        if used is None:
+            with self._lock:  # gone, or restarted into a cgroup of another name
+                self._cpu_cgroups.pop(container_id, None)
+        return used
+
+    def set_cpu_low(self, container_id: str, low: bool) -> bool:
+        group = self._cpu_cgroup(container_id)
+        return group is not None and group.set_low(low)
 
     def resizes_memory(self) -> bool:
         # runsc has no `update`: the engine cannot change a gVisor sandbox's limits.
@@ -569,6 +599,7 @@ class DockerRuntime:
         self._staging.pop(container_id, None)
         self._swept.discard(container_id)
         self._dirty.discard(container_id)
+        self._cpu_cgroups.pop(container_id, None)
 
     def _unstage(self, container_id: str, temp: str) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ import pytest
 
 from tests.api.egress.flood import BYSTANDER, FLOOD, p99
 from tests.api.egress.world import PRIVATE_RANGES, EgressWorld, egress_world, start_upstream
+from tests.api.test_cpu_step_aside import weight
 from tests.api.test_exec import run
 
 
@@ -95,6 +96,8 @@ def test_a_flooding_sandbox_cannot_slow_another(open_world: EgressWorld) -> None
     thread.start()
     time.sleep(8)  # the tunnels are taken and let go, and the threads are flooding
     during = bystander_times(open_world, bystander.id)
+    # The flooding sandbox keeps its CPU busy: it has stepped aside for the others.
+    flooder_weight = weight(open_world.docker, flooder.id)
     thread.join()
 
     assert flooded["status"] == "completed", flooded
@@ -105,6 +108,9 @@ def test_a_flooding_sandbox_cannot_slow_another(open_world: EgressWorld) -> None
     assert requests["ok"] > 0, requests
     assert flood_upstream.logs().count(b'"/flood"') >= requests["ok"]
     assert len(during) == 200  # every bystander request succeeded
-    assert p99(during) < 10 * p99(quiet), {"quiet": p99(quiet), "during": p99(during)}
+    assert flooder_weight == "low"
+    assert weight(open_world.docker, bystander.id) == "normal"
+    # make bench shows the target (under 2x); a test on a shared machine gets some room.
+    assert p99(during) < 3 * p99(quiet), {"quiet": p99(quiet), "during": p99(during)}
     for made in (bystander, flooder):
         open_world.client.containers.delete(made.id)

@@ -42,6 +42,12 @@ class MemoryRuntime:
     def resizes_memory(self) -> bool:
         return True
 
+    def cpu_usage(self, container_id: str) -> float | None:
+        return None
+
+    def set_cpu_low(self, container_id: str, low: bool) -> bool:
+        return False
+
     def create(self, spec: SandboxSpec) -> None:
         self.ping()
         self.sandboxes[spec.container_id] = SandboxInfo(spec.container_id, "running", 0.0)
