@@ -49,7 +49,7 @@ def starts(n: int, pool: int) -> dict[str, dict[str, list[float]]]:
         for i in range(n + 1):
             for runtime, http in clients.items():
                 if pool:
-                    wait_for_pool(str(http.base_url), pool)
+                    wait_for_pool(str(http.base_url).rstrip("/"), pool)
                 else:
                     time.sleep(0.5)  # lets the previous removal settle
                 create, first, cid = create_and_first(http, f"bench-{i}")
