@@ -120,7 +120,7 @@ GVISOR_SUITES := tests/api/test_sandbox_runtime.py tests/api/test_sandbox_integr
   tests/api/test_exec.py tests/api/test_exec_abuse.py tests/api/test_container_files.py \
   tests/api/test_network.py tests/api/test_warm_pool.py tests/api/test_lifecycle.py \
   tests/api/test_container_skills.py tests/api/test_docker_restart.py \
-  tests/api/test_cpu_step_aside.py
+  tests/api/test_cpu_step_aside.py tests/runtime/test_docker_sandbox.py
 
 # The tests' PostgreSQL: a cluster of their own in /var/tmp on 127.0.0.1:55432, made and
 # started once (Debian's postgresql installed first when missing; root or sudo).

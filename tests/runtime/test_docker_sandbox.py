@@ -14,7 +14,7 @@ import pytest
 from server.runtime.base import ExecRequest, OutputChunk, SandboxFileNotFound, SandboxSpec
 from server.runtime.docker import DockerRuntime
 from tests.api.test_exec import run as run_code
-from tests.conftest import LocalboxServer, remove_sandboxes
+from tests.conftest import SANDBOX_RUNTIME, LocalboxServer, remove_sandboxes
 
 
 def _sandbox(
@@ -39,7 +39,10 @@ def test_sandbox_is_hardened_and_labelled(
     assert host["NetworkMode"] == "none"
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
-    assert host["PidsLimit"] == 256
+    # Under gVisor the engine's pids limit is only a backstop, well above the sandbox's own
+    # (RLIMIT_NPROC, see Isolation in the README).
+    assert host["PidsLimit"] == (256 * 16 if SANDBOX_RUNTIME == "runsc" else 256)
+    assert host["Runtime"] == SANDBOX_RUNTIME
     assert host["Memory"] == 4 << 30
     assert host["MemorySwap"] == 4 << 30
     assert host["NanoCpus"] == 1_000_000_000
@@ -83,7 +86,9 @@ def test_sandbox_behaves_hardened_from_inside(
     assert run("echo t > /tmp/t && cat /tmp/t") == (0, "t\n")
     assert run("ls /sys/class/net")[1].split() == ["lo"]
     assert run("grep CapEff /proc/self/status")[1].split()[1] == "0000000000000000"
-    assert run("grep NoNewPrivs /proc/self/status")[1].split()[1] == "1"
+    # PR_GET_NO_NEW_PRIVS (gVisor's /proc/self/status has no NoNewPrivs line).
+    nnp = "import ctypes; print(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0))"
+    assert run(f'python3 -c "{nnp}"')[1].strip() == "1"
     assert "docker-init" in run("cat /proc/1/cmdline")[1]
     # /mnt/data survives a sandbox restart: it is a volume, not the container's layer.
     sandbox.restart(timeout=1)
@@ -128,6 +133,7 @@ def test_files_move_the_same_through_the_volume_or_the_engine(direct: bool) -> N
         os.environ.get("LOCALBOX_SANDBOX_IMAGE", "localbox-sandbox:latest"),
         instance,
         direct_volume_io=direct,
+        sandbox_runtime=SANDBOX_RUNTIME,
     )
     cid = f"cntr_{secrets.token_hex(8)}"
     try:
@@ -163,7 +169,9 @@ def test_files_move_the_same_through_the_volume_or_the_engine(direct: bool) -> N
         assert runtime.open_file(cid, "sub/blob.bin")[0] == 10
         # Temporaries that another server process (killed since) left go; one this process
         # is writing stays.
-        killed = DockerRuntime(runtime.image, instance, direct_volume_io=direct)
+        killed = DockerRuntime(
+            runtime.image, instance, direct_volume_io=direct, sandbox_runtime=SANDBOX_RUNTIME
+        )
         for name in ("left-1", "sub/left-2"):
             killed.stage_file(cid, name, io.BytesIO(b"x"), 1)
         killed.client.close()
