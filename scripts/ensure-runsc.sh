@@ -29,7 +29,22 @@ works() {
     | grep -q 'Starting gVisor'
 }
 
-if registered && works; then
+persisted() {
+  # In the engine's configuration too, so that an engine restart keeps them.
+  [ -f "$DAEMON_JSON" ] && python3 - "$DAEMON_JSON" <<'PY'
+import json, os, sys
+try:
+    runtimes = json.load(open(sys.argv[1])).get("runtimes") or {}
+except (OSError, ValueError):
+    sys.exit(1)
+def ok(name, arg):
+    entry = runtimes.get(name) or {}
+    return os.path.basename(entry.get("path", "")) == "runsc" and arg in (entry.get("runtimeArgs") or [])
+sys.exit(0 if ok("runsc", "--network=none") and ok("runsc-host-network", "--network=host") else 1)
+PY
+}
+
+if registered && persisted && works; then
   exit 0
 fi
 
@@ -58,7 +73,7 @@ if ! command -v runsc >/dev/null 2>&1; then
 fi
 RUNSC="$(command -v runsc)"
 
-if ! registered; then
+if ! registered || ! persisted; then
   log "registering runsc with the Docker engine in $DAEMON_JSON"
   mkdir -p "$(dirname "$DAEMON_JSON")"
   python3 - "$DAEMON_JSON" "$RUNSC" <<'PY'
