@@ -138,7 +138,9 @@ def create_app(
         limits=BundleLimits(max_files=settings.skill_max_files, max_bytes=settings.skill_max_bytes),
     )
     activity = Activity()
-    cpu_arbiter = CpuArbiter(runtime, settings.sandbox_cpus)
+    cpu_arbiter = CpuArbiter(
+        runtime, lambda: container_repo.ids_with_status("running"), settings.sandbox_cpus
+    )
     pool = WarmPool(
         runtime,
         size=settings.warm_pool,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.runtime import SandboxRuntime, SandboxRuntimeError
@@ -36,8 +37,16 @@ class _Seen:
 
 
 class CpuArbiter:
-    def __init__(self, runtime: SandboxRuntime, cpus: float, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        runtime: SandboxRuntime,
+        running_ids: Callable[[], list[str]],
+        cpus: float,
+        interval: float = 1.0,
+    ) -> None:
+        """running_ids: the containers whose sandboxes run (from the store: no engine call)."""
         self._runtime = runtime
+        self._running_ids = running_ids
         self._cpus = cpus
         self._interval = interval
         self._seen: dict[str, _Seen] = {}
@@ -72,29 +81,28 @@ class CpuArbiter:
     def tick(self, now: float) -> None:
         """Read each running sandbox's CPU since the last tick and weigh it accordingly."""
         if self._listed is None or now - self._listed >= LIST_SECONDS:
-            sandboxes = self._runtime.list_sandboxes()
-            self._ids = [s.container_id for s in sandboxes if s.state == "running"]
+            self._ids = self._running_ids()
             self._listed = now
             for gone in set(self._seen) - set(self._ids):
                 del self._seen[gone]
-        for ident in self._ids:
-            self._weigh(ident, now)
+        read = [self._weigh(ident, now) for ident in self._ids]
+        if read and not any(read) and not self._unavailable_logged:
+            self._unavailable_logged = True
+            log.info(
+                "sandboxes' CPU cgroups are not visible to the server (is it in a container?): "
+                "busy sandboxes will not step aside for others"
+            )
 
-    def _weigh(self, ident: str, now: float) -> None:
+    def _weigh(self, ident: str, now: float) -> bool:
+        """Whether the sandbox's CPU could be read."""
         usage = self._runtime.cpu_usage(ident)
         if usage is None:
             self._seen.pop(ident, None)
-            if not self._unavailable_logged:
-                self._unavailable_logged = True
-                log.info(
-                    "sandboxes' CPU cgroups are not visible to the server (is it in a "
-                    "container?): busy sandboxes will not step aside for others"
-                )
-            return
+            return False
         seen = self._seen.get(ident)
         if seen is None or usage < seen.usage:
             self._seen[ident] = _Seen(usage, now, low=seen.low if seen else False)
-            return
+            return True
         elapsed = now - seen.at
         share = (usage - seen.usage) / (elapsed * self._cpus) if elapsed > 0 else 0.0
         seen.usage, seen.at = usage, now
@@ -114,3 +122,4 @@ class CpuArbiter:
             if seen.low and seen.calm >= CALM_SECONDS and self._runtime.set_cpu_low(ident, False):
                 seen.low = False
                 log.info("container %s calmed down: it weighs as much as any sandbox again", ident)
+        return True

@@ -3,6 +3,8 @@ weighed as before after CALM_SECONDS below it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from server.runtime import SandboxSpec
 from server.services.cpu_arbiter import BUSY_SECONDS, CALM_SECONDS, CpuArbiter
 from tests.services.memory_runtime import MemoryRuntime
@@ -22,12 +24,16 @@ class MeteredRuntime(MemoryRuntime):
         return True
 
 
+def running(runtime: MeteredRuntime) -> Callable[[], list[str]]:
+    return lambda: [s.container_id for s in runtime.list_sandboxes()]
+
+
 def test_a_busy_sandbox_steps_aside_and_comes_back_when_calm() -> None:
     runtime = MeteredRuntime()
     for ident in ("busy", "idle"):
         runtime.create(SandboxSpec(ident, 1 << 30))
         runtime.usage[ident] = 0.0
-    arbiter = CpuArbiter(runtime, cpus=1.0)
+    arbiter = CpuArbiter(runtime, running(runtime), cpus=1.0)
     now = 0.0
     arbiter.tick(now)
     for second in range(1, BUSY_SECONDS + 1):
@@ -51,7 +57,8 @@ def test_a_short_burst_does_not_count_and_quotas_scale() -> None:
     runtime = MeteredRuntime()
     runtime.create(SandboxSpec("bursty", 1 << 30))
     runtime.usage["bursty"] = 0.0
-    arbiter = CpuArbiter(runtime, cpus=2.0)  # two cores each: one busy core is half
+    # Two cores each: one busy core is half of that.
+    arbiter = CpuArbiter(runtime, running(runtime), cpus=2.0)
     now = 0.0
     arbiter.tick(now)
     for _ in range(10):
@@ -70,7 +77,7 @@ def test_sandboxes_that_went_are_forgotten() -> None:
     runtime = MeteredRuntime()
     runtime.create(SandboxSpec("gone", 1 << 30))
     runtime.usage["gone"] = 0.0
-    arbiter = CpuArbiter(runtime, cpus=1.0)
+    arbiter = CpuArbiter(runtime, running(runtime), cpus=1.0)
     now = 0.0
     for _ in range(BUSY_SECONDS + 1):
         arbiter.tick(now)
