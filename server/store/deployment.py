@@ -50,7 +50,9 @@ def claim(conn: Connection, me: Deployment) -> None:
             "different data dirs on one database would expire each other's containers and "
             "remove their sandboxes. Start this server with that data dir "
             f"(LOCALBOX_DATA_DIR={row['data_dir']}), or point LOCALBOX_DATABASE_URL at another "
-            "database."
+            "database. If that data dir is gone for good, run `DELETE FROM deployment` on the "
+            "database: this server then takes it over, and the containers whose sandboxes went "
+            "with the old data dir are expired at its start."
         )
     if (row["data_dir"], row["host"]) != (me.data_dir, me.host):
         log.info(

@@ -149,6 +149,13 @@ def test_a_server_with_another_data_dir_is_refused_the_database(database_url: st
     assert db.execute("SELECT instance_id, data_dir FROM deployment") == [
         ("aaaaaaaaaaaaaaaa", "/srv/a")
     ]
+    # The way out the message names, for a data dir that is gone for good.
+    assert "DELETE FROM deployment" in message
+    db.execute("DELETE FROM deployment")
+    db.create_tables(owner("bbbbbbbbbbbbbbbb", "/srv/b", host="other"))
+    assert db.execute("SELECT instance_id, data_dir FROM deployment") == [
+        ("bbbbbbbbbbbbbbbb", "/srv/b")
+    ]
     db.close()
 
 
