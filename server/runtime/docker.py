@@ -140,8 +140,10 @@ class DockerRuntime:
         self._agents: dict[str, AgentClient] = {}
         self._attaching: dict[str, threading.Lock] = {}
         """Per sandbox, held while an attach to its agent is made."""
-        self._cpu_cgroups: dict[str, CpuCgroup] = {}
-        """Each sandbox's CPU cgroup on this host, once found (see cpu_cgroup.py)."""
+        self._cpu_cgroups: dict[str, CpuCgroup | None] = {}
+        """Each sandbox's CPU cgroup on this host, once looked for (see cpu_cgroup.py); None
+        where this host does not show it (a server in a container), so it is not looked for
+        again every second."""
         self._spare_memory: dict[str, int] = {}
         """The memory limit of the spares this runtime made, so a claim need not look."""
         self.direct_volume_io = direct_volume_io
@@ -220,22 +222,24 @@ class DockerRuntime:
 
     def _cpu_cgroup(self, container_id: str) -> CpuCgroup | None:
         with self._lock:
-            known = self._cpu_cgroups.get(container_id)
-        if known is not None:
-            return known
+            if container_id in self._cpu_cgroups:
+                return self._cpu_cgroups[container_id]
         try:
             pid = int(self._sandbox(container_id).attrs.get("State", {}).get("Pid") or 0)
         except SandboxRuntimeError:
             return None
-        found = cpu_cgroup(pid) if pid else None
-        if found is not None:
-            with self._lock:
-                self._cpu_cgroups[container_id] = found
+        if not pid:
+            return None  # not running: looked for again later
+        found = cpu_cgroup(pid)
+        with self._lock:
+            self._cpu_cgroups[container_id] = found
         return found
 
     def cpu_usage(self, container_id: str) -> float | None:
         group = self._cpu_cgroup(container_id)
-        used = group.usage_seconds() if group is not None else None
+        if group is None:
+            return None
+        used = group.usage_seconds()
         if used is None:
             with self._lock:  # gone, or restarted into a cgroup of another name
                 self._cpu_cgroups.pop(container_id, None)
