@@ -11,6 +11,7 @@ from server.app import create_app
 from server.config import Settings
 from server.edge import Edge, EdgeProtocol, connection_cap, raise_descriptor_limit
 from server.host_memory import lower_own_oom_score
+from server.instance import DataDirInUse, hold_data_dir
 from server.logs import configure_logging
 from server.middleware import is_loopback_name
 from server.runtime.engine_runtimes import RuntimeMisconfigured
@@ -29,6 +30,12 @@ def main() -> None:
         )
         sys.exit(2)
     configure_logging(settings.log_level, settings.log_format)
+    try:
+        shared = settings.resolved_database_url.startswith(("postgresql", "postgres:"))
+        hold_data_dir(settings.resolved_data_dir, shared=shared)
+    except DataDirInUse as exc:
+        print(f"localbox: refusing to start: {exc}", file=sys.stderr)
+        sys.exit(2)
     lower_own_oom_score()
     descriptors = raise_descriptor_limit()
     edge = Edge(

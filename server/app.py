@@ -22,7 +22,7 @@ from server.console import install_console
 from server.domain import MEMORY_LIMITS
 from server.errors import SandboxFailure, Translator, install_error_handlers
 from server.host_memory import HostMemory
-from server.ids import Clock, system_clock
+from server.ids import Clock, new_replica_id, system_clock
 from server.instance import load_instance_id
 from server.mcp.services_backend import ServicesBackend
 from server.mcp.tools import Tools, build_server
@@ -34,6 +34,7 @@ from server.services.activity import Activity
 from server.services.capacity import Capacity, Limits
 from server.services.container_files import ContainerFileService
 from server.services.containers import ContainerService
+from server.services.coordination import Coordination, Replicas, Solo
 from server.services.cpu_arbiter import CpuArbiter
 from server.services.errors import OutageCheck, disk_full
 from server.services.execution import ExecutionService
@@ -51,6 +52,7 @@ from server.store import (
     Deployment,
     DiskReserve,
     FileRepository,
+    LeaseRepository,
     ResponseRepository,
     SkillBundleStore,
     SkillRepository,
@@ -78,6 +80,15 @@ def create_app(
         max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_pool_timeout,
     )
+    replica_id = new_replica_id()
+    # On PostgreSQL, several servers with one data dir may share the database as replicas:
+    # they take turns through leases in it. On SQLite a server is alone (see instance.py).
+    coordination: Coordination = (
+        Replicas(LeaseRepository(db), replica_id, ttl=settings.lease_seconds)
+        if db.dialect == "postgresql"
+        else Solo(replica_id)
+    )
+    own_runtime = runtime is None
     if runtime is None:
         from server.runtime.docker import DockerRuntime
 
@@ -96,6 +107,7 @@ def create_app(
             egress_max_connections=settings.egress_max_connections,
             egress_connection_rate=settings.egress_connection_rate,
             sandbox_runtime=settings.sandbox_runtime,
+            replica=replica_id,
         )
     container_repo = ContainerRepository(db)
     file_repo = FileRepository(db)
@@ -129,6 +141,7 @@ def create_app(
         runtime,
         clock,
         disk_limit=settings.sandbox_disk_bytes,
+        coordination=coordination,
     )
     skill_bundles = SkillBundleStore(data_dir / "skills")
     skill_service = SkillService(
@@ -147,6 +160,7 @@ def create_app(
         memory_bytes=MEMORY_LIMITS["1g"],
         warm_imports=settings.warm_import_list,
         has_room=capacity.room_for_a_spare,
+        replica=replica_id if own_runtime else "",
     )
     container_service = ContainerService(
         container_repo,
@@ -159,6 +173,7 @@ def create_app(
         capacity=capacity,
         pool=pool,
         skills=skill_service,
+        coordination=coordination,
     )
 
     execution_service = ExecutionService(
@@ -174,6 +189,7 @@ def create_app(
         max_image_bytes=settings.exec_max_image_bytes,
         max_error_bytes=settings.exec_max_error_bytes,
         queue_depth=settings.exec_queue_depth,
+        coordination=coordination,
     )
 
     upstream = None
@@ -285,17 +301,25 @@ def create_app(
         except DatabaseInUse as exc:
             log.error("refusing to start: %s", exc)
             raise
-        try:
-            await run_in_threadpool(container_service.reconcile, 0.0)
-        except SandboxRuntimeError as exc:
-            log.warning("reconcile skipped at start: %s", exc)
-        # Start-up clean-up of the data disk: what killed uploads left, then the reserve.
-        await run_in_threadpool(clean_data_disk)
+        await run_in_threadpool(coordination.start)
+        others = await run_in_threadpool(lambda: coordination.alive() - {replica_id})
+        if others:
+            # Replicas at work: what looks left over may be theirs, in flight. The leading
+            # replica reconciles on its schedule, with a grace for work under way.
+            log.info("replica %s joins %d other(s) on this database", replica_id, len(others))
+        else:
+            try:
+                await run_in_threadpool(container_service.reconcile, 0.0)
+            except SandboxRuntimeError as exc:
+                log.warning("reconcile skipped at start: %s", exc)
+            # Start-up clean-up of the data disk: what killed uploads left, then the reserve.
+            await run_in_threadpool(clean_data_disk)
         scheduler = Scheduler(
             container_service,
             file_service,
             sweep_seconds=settings.expiry_sweep_seconds,
             reconcile_seconds=settings.reconcile_seconds,
+            coordination=coordination,
         )
         scheduler.start()
         await run_in_threadpool(pool.start)
@@ -309,6 +333,7 @@ def create_app(
             await run_in_threadpool(scheduler.shutdown)
             await run_in_threadpool(pool.close)
             await run_in_threadpool(cpu_arbiter.close)
+            await run_in_threadpool(coordination.close)
             execution_service.close()
             await response_service.close()
             db.close()

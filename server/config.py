@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1)
     database_max_overflow: int = Field(default=20, ge=0)
     database_pool_timeout: float = Field(default=30.0, gt=0)
+    lease_seconds: float = Field(default=15.0, ge=1)
     sandbox_image: str = "localbox-sandbox:latest"
     sandbox_cpus: float = Field(default=1.0, gt=0)
     sandbox_pids_limit: int = Field(default=256, ge=16)

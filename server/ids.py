@@ -33,6 +33,11 @@ def new_skill_version_id() -> str:
     return "skillver_" + secrets.token_hex(24)
 
 
+def new_replica_id() -> str:
+    """A server process's id among the replicas sharing a database (new at every start)."""
+    return "rep_" + secrets.token_hex(6)
+
+
 def new_exec_id() -> str:
     return "exec_" + secrets.token_hex(16)
 

@@ -49,3 +49,35 @@ def _read(path: Path) -> str:
     if not _VALID.match(value):
         raise ValueError(f"{path} does not hold an instance id (16-64 lower-case hex digits)")
     return value
+
+
+LOCK_NAME = "server.lock"
+
+
+class DataDirInUse(Exception):
+    """Another server holds the data directory in a way this one cannot share."""
+
+
+def hold_data_dir(data_dir: Path, *, shared: bool) -> int:
+    """Lock the data directory for this process's lifetime (the lock goes with the process):
+    exclusively for a server on SQLite, which must be alone with it; shared for replicas on
+    PostgreSQL, which take turns through the database. Returns the descriptor to keep open."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DataDirInUse(
+            f"another localbox server (pid {holder}) uses the data dir {data_dir}. A server on "
+            "SQLite must be alone with its data dir: stop the other one, or give this one "
+            "another LOCALBOX_DATA_DIR. Several servers may share one data dir only as "
+            "replicas on one PostgreSQL database (LOCALBOX_DATABASE_URL), all of them."
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd

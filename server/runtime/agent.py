@@ -40,6 +40,9 @@ class Channel(Protocol):
     def closed(self) -> bool:
         """Whether the other end closed the channel (known without blocking)."""
 
+    def fileno(self) -> int:
+        """A descriptor that polls readable when there is something to receive."""
+
     def close(self) -> None: ...
 
 
@@ -58,8 +61,14 @@ class AgentClient:
         self._reader = LineReader(FRAME_SLACK)
         self._parser = FrameParser(name)
         self._send_lock = threading.Lock()
+        self._reading = threading.Lock()
+        """Held by whoever reads the channel: a call, a ping, or drain()."""
 
     def execute(self, request: ExecRequest) -> Iterator[ExecEvent]:
+        with self._reading:
+            yield from self._execute(request)
+
+    def _execute(self, request: ExecRequest) -> Iterator[ExecEvent]:
         self._reader.max_line = max_frame(request)
         message: dict[str, Any] = {
             "op": "exec",
@@ -100,10 +109,33 @@ class AgentClient:
 
     def ping(self, timeout: float = 5.0) -> None:
         request_id = f"ping-{time.monotonic_ns()}"
-        self._send({"op": "ping", "id": request_id})
-        deadline = time.monotonic() + timeout
-        while self._next(deadline).get("id") != request_id:
-            pass
+        with self._reading:
+            self._send({"op": "ping", "id": request_id})
+            deadline = time.monotonic() + timeout
+            while self._next(deadline).get("id") != request_id:
+                pass
+
+    def reading(self) -> bool:
+        """Whether a call (or a ping) reads the channel now."""
+        return self._reading.locked()
+
+    def drain(self) -> bool:
+        """Read and drop what arrived while no call of this client reads: the answers to
+        calls another server process sent over its own channel to the same agent (every
+        channel hears every answer). Left unread, they would fill the channel until the
+        engine stopped passing the agent's output on, to that process too. False once the
+        channel has ended."""
+        if not self._reading.acquire(blocking=False):
+            return True
+        try:
+            while (chunk := self.channel.receive(0)) is not None:
+                self._reader.feed(chunk)
+            self._reader.discard_complete()
+            return True
+        except AgentGone:
+            return False
+        finally:
+            self._reading.release()
 
     def close(self) -> None:
         self.channel.close()

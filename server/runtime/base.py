@@ -67,6 +67,8 @@ class SpareInfo:
     spare_id: str
     state: SandboxState
     created_at: float
+    replica: str = ""
+    """The server process (of several sharing one data dir) that made it and owns it."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import select
 import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterator, Mapping
@@ -49,6 +50,8 @@ LABEL_CONTAINER = "localbox.container_id"
 LABEL_INSTANCE = "localbox.instance"
 LABEL_MANAGED = "localbox.managed"
 LABEL_SPARE = "localbox.spare"
+LABEL_REPLICA = "localbox.replica"
+DRAIN_SECONDS = 0.5
 NAME_PREFIX = "localbox-"
 SPARE_PREFIX = "spare_"
 SANDBOX_UID = 1000
@@ -122,8 +125,11 @@ class DockerRuntime:
         egress_connection_rate: float = 20.0,
         direct_volume_io: bool = True,
         sandbox_runtime: str = "runc",
+        replica: str = "",
     ) -> None:
         self.image = image
+        self.replica = replica
+        """The server process this runtime works for: the spares it makes carry it."""
         self.sandbox_runtime = sandbox_runtime
         """LOCALBOX_SANDBOX_RUNTIME: the engine runtime sandboxes run under."""
         self._runtimes: RuntimeChoice | None = None
@@ -140,6 +146,8 @@ class DockerRuntime:
         self._agents: dict[str, AgentClient] = {}
         self._attaching: dict[str, threading.Lock] = {}
         """Per sandbox, held while an attach to its agent is made."""
+        self._draining = False
+        """Whether the thread that reads idle channels runs (see _drain_idle)."""
         self._cpu_cgroups: dict[str, CpuCgroup | None] = {}
         """Each sandbox's CPU cgroup on this host, once looked for (see cpu_cgroup.py); None
         where this host does not show it (a server in a container), so it is not looked for
@@ -209,14 +217,16 @@ class DockerRuntime:
 
     def create_spare(self, spare_id: str, memory_bytes: int) -> None:
         labels = {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_SPARE: "true"}
+        if self.replica:
+            labels[LABEL_REPLICA] = self.replica
         self._run(spare_id, labels, memory_bytes)
         with self._lock:
             self._spare_memory[spare_id] = memory_bytes
 
     def list_spares(self) -> list[SpareInfo]:
         return [
-            SpareInfo(ident, state, created)
-            for ident, state, created in self._managed()
+            SpareInfo(ident, state, created, labels.get(LABEL_REPLICA, ""))
+            for ident, state, created, labels in self._managed()
             if ident.startswith(SPARE_PREFIX)
         ]
 
@@ -423,12 +433,13 @@ class DockerRuntime:
     def list_sandboxes(self) -> list[SandboxInfo]:
         return [
             SandboxInfo(ident, state, created)
-            for ident, state, created in self._managed()
+            for ident, state, created, _ in self._managed()
             if not ident.startswith(SPARE_PREFIX)
         ]
 
-    def _managed(self) -> list[tuple[str, SandboxState, float]]:
-        """(id, state, created) of this instance's sandboxes; the id comes from the name."""
+    def _managed(self) -> list[tuple[str, SandboxState, float, dict[str, str]]]:
+        """(id, state, created, labels) of this instance's sandboxes; the id comes from the
+        name."""
         with _translated("list sandboxes"):
             found = self.client.containers.list(
                 all=True, filters={"label": [f"{LABEL_INSTANCE}={self.instance}"]}
@@ -443,7 +454,7 @@ class DockerRuntime:
                 continue
             state: SandboxState = "running" if c.status == "running" else "stopped"
             created = _timestamp(c.attrs.get("Created"))
-            managed.append((name.removeprefix(NAME_PREFIX), state, created))
+            managed.append((name.removeprefix(NAME_PREFIX), state, created, labels))
         return managed
 
     def reconcile_egress(self, container_ids: Collection[str], grace_seconds: float) -> None:
@@ -741,7 +752,15 @@ class DockerRuntime:
             )
 
     def stop_stray_calls(self, container_id: str) -> None:
-        self._agent(container_id)  # the first attach of this process stops strays
+        with self._lock:
+            attached = container_id in self._agents
+        agent = self._agent(container_id)  # the first attach of this process stops strays
+        if attached:
+            try:
+                agent.stop_strays()
+            except AgentGone as exc:
+                log.info("could not reach the agent of %s: %s", container_id, exc)
+                self._drop_agent(container_id)
 
     def _agent(self, container_id: str) -> AgentClient:
         with self._lock:
@@ -774,7 +793,39 @@ class DockerRuntime:
                 log.info("could not reach the agent of %s: %s", container_id, exc)
             with self._lock:
                 self._agents[container_id] = agent
+                drain = not self._draining
+                self._draining = True
+            if drain:
+                threading.Thread(target=self._drain_idle, name="drain", daemon=True).start()
             return agent
+
+    def _drain_idle(self) -> None:
+        """While this runtime holds channels: read what arrives on those no call reads. Every
+        channel to an agent hears all its answers, those to other server processes' calls
+        too (replicas share sandboxes), and a channel nobody reads would, once full, stop
+        the engine from passing the agent's output on to any of them."""
+        ended: set[int] = set()
+        while True:
+            with self._lock:
+                ended &= {id(a) for a in self._agents.values()}
+                agents = [a for a in self._agents.values() if id(a) not in ended]
+                if not agents:
+                    self._draining = False
+                    return
+            idle = {}
+            for agent in agents:
+                if not agent.reading():
+                    with suppress(OSError, ValueError):
+                        idle[agent.channel.fileno()] = agent
+            if not idle:
+                time.sleep(DRAIN_SECONDS)
+                continue
+            poller = select.poll()
+            for fd in idle:
+                poller.register(fd, select.POLLIN)
+            for fd, _ in poller.poll(DRAIN_SECONDS * 1000):
+                if not idle[fd].drain():
+                    ended.add(id(idle[fd]))  # closed: the next call attaches again
 
     def _answering_agent(self, ident: str) -> AgentClient:
         """The sandbox's agent once it answers a ping; an attach stream that died with an

@@ -136,6 +136,9 @@ class AttachChannel:
         except (OSError, ValueError):
             return True
 
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.close()

@@ -64,6 +64,16 @@ class LineReader:
             self._scanned = 0
             return line
 
+    def discard_complete(self) -> None:
+        """Drop every complete line buffered, keeping a last one not ended yet."""
+        end = self._buffer.rfind(b"\n")
+        if end >= 0:
+            del self._buffer[: end + 1]
+            self._skipping = False
+        self._scanned = 0
+        if len(self._buffer) > self.max_line:
+            self._drop_buffer()
+
     def _drop_buffer(self) -> None:
         if not self._skipping:
             self._note_dropped()

@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from server.domain import Container, ContainerFile, File, Order, Page, PageQuery
 from server.errors import (
+    ContainerBusy,
     ContainerExpired,
     ContainerFileGone,
     DiskLimitExceeded,
@@ -36,12 +37,15 @@ from server.runtime import (
     is_reserved_name,
 )
 from server.services.activity import PerContainer
+from server.services.coordination import Coordination, LeaseTimeout, Solo, files_key
 from server.services.errors import runtime_errors, touch_running
 from server.services.files import FileService
 from server.services.names import safe_name
 from server.store import ContainerFileRepository, ContainerRepository
 
 log = logging.getLogger("localbox.container_files")
+
+FILES_WAIT_SECONDS = 60
 
 
 class ContainerFileService:
@@ -54,8 +58,10 @@ class ContainerFileService:
         clock: Clock,
         *,
         disk_limit: int = 0,
+        coordination: Coordination | None = None,
     ) -> None:
         self.disk_limit = disk_limit
+        self._coordination: Coordination = coordination or Solo("")
         self._containers = containers
         self._repo = repo
         self._files = files
@@ -66,6 +72,20 @@ class ContainerFileService:
         # (cleared whenever the records change another way): a listing with the same
         # fingerprint needs no merge.
         self._in_line: dict[str, int] = {}
+
+    @contextmanager
+    def _locked(self, container_id: str) -> Iterator[None]:
+        """The container's file records to change alone: in this process, then among
+        replicas."""
+        with self._lock(container_id):
+            try:
+                with self._coordination.hold(files_key(container_id), FILES_WAIT_SECONDS):
+                    yield
+            except LeaseTimeout:  # only the hold raises it: nothing in the block waits so
+                raise ContainerBusy(
+                    "Another replica has been changing this container's files for "
+                    f"{FILES_WAIT_SECONDS} s. Try again."
+                ) from None
 
     @contextmanager
     def _sandbox(self, container_id: str, action: str) -> Iterator[None]:
@@ -174,7 +194,7 @@ class ContainerFileService:
         self, container_id: str, staged: StagedFile, *, size: int | None = None, tail: bytes = b""
     ) -> ContainerFile:
         """Rename a staged write into place and record it (a settled size when given)."""
-        with self._lock(container_id):
+        with self._locked(container_id):
             with self._placing(container_id, staged.path, "write the file into the sandbox"):
                 self._runtime.commit_file(container_id, staged, size=size, tail=tail)
             file = ContainerFile(
@@ -211,7 +231,7 @@ class ContainerFileService:
     def delete(self, container_id: str, file_id: str) -> None:
         """Remove the file's bytes from the sandbox and its record."""
         self._active(container_id)
-        with self._lock(container_id):
+        with self._locked(container_id):
             file = self._get(container_id, file_id)
             with self._sandbox(container_id, "delete the file from the sandbox"):
                 self._runtime.delete_file(container_id, file.path)
@@ -243,7 +263,7 @@ class ContainerFileService:
         """Bring the records in line with the files the sandbox really holds; when the
         listing is the one the records were last brought in line with, nothing is read or
         written in the database."""
-        with self._lock(container_id):
+        with self._locked(container_id):
             with self._sandbox(container_id, "list the files in the sandbox"):
                 actual = self._runtime.list_files(container_id)
             # A keyed 64-bit hash (str hashes are salted per process), order-independent;
@@ -261,7 +281,7 @@ class ContainerFileService:
         records of the created or changed files."""
         if not files and not removed:
             return []
-        with self._lock(container_id):
+        with self._locked(container_id):
             self._in_line.pop(container_id, None)
             return self._merge(container_id, files, removed)
 

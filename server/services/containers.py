@@ -30,6 +30,7 @@ from server.runtime import (
 from server.services.activity import Activity
 from server.services.capacity import Capacity
 from server.services.container_files import ContainerFileService
+from server.services.coordination import Coordination, Solo, exec_key
 from server.services.errors import runtime_errors
 from server.services.network import SecretRequest, egress_policy
 from server.services.skill_bundle import Installed, install_archive
@@ -68,8 +69,10 @@ class ContainerService:
         capacity: Capacity | None = None,
         pool: WarmPool | None = None,
         skills: SkillService | None = None,
+        coordination: Coordination | None = None,
     ) -> None:
         self._repo = repo
+        self._coordination: Coordination = coordination or Solo("")
         self._files = files
         self._runtime = runtime
         self._activity = activity
@@ -217,7 +220,7 @@ class ContainerService:
         (whether or not the sweep has removed its sandbox yet): it is answered as expired and
         its deadline stays where it was; one running code is in use, so it is still running."""
         now = self._now()
-        busy = self._activity.is_busy(container_id)
+        busy = bool(self._busy([container_id]))
         container = self._repo.touch(container_id, now, past_deadline=busy)
         if container is None:
             raise ContainerNotFound(container_id)
@@ -235,8 +238,15 @@ class ContainerService:
         )
         page = self._repo.list_page(query, name=name)
         now = self._now()
-        page.items = [c if self._activity.is_busy(c.id) else c.as_of(now) for c in page.items]
+        busy = self._busy([c.id for c in page.items])
+        page.items = [c if c.id in busy else c.as_of(now) for c in page.items]
         return page
+
+    def _busy(self, container_ids: Sequence[str]) -> set[str]:
+        """Those of the containers that run code now, here or in another replica."""
+        here = {c for c in container_ids if self._activity.is_busy(c)}
+        rest = [c for c in container_ids if c not in here]
+        return here | (self._coordination.busy_elsewhere(rest) if rest else set())
 
     def delete(self, container_id: str) -> None:
         """Remove the sandbox with its files, then the record.
@@ -280,13 +290,17 @@ class ContainerService:
         for cid in self._repo.due_ids(now):
             if self._activity.is_busy(cid):
                 continue  # code is running in it: it is active
-            try:
-                if not self._repo.expire_if_due(cid, now):
-                    continue  # touched since the query
-                self._files.forget(cid)
-            except StorageFull as exc:
-                log.warning("could not expire %s yet: %s", cid, exc)
-                continue
+            # The call's turn, held while it expires: no call (of any replica) runs meanwhile.
+            with self._coordination.try_hold(exec_key(cid)) as turn:
+                if turn is None:
+                    continue  # code is running in it, in another replica
+                try:
+                    if not self._repo.expire_if_due(cid, now):
+                        continue  # touched since the query
+                    self._files.forget(cid)
+                except StorageFull as exc:
+                    log.warning("could not expire %s yet: %s", cid, exc)
+                    continue
             expired.append(cid)
             try:
                 self._runtime.destroy(cid)
@@ -299,7 +313,13 @@ class ContainerService:
     def reconcile(self, grace_seconds: float = 60.0) -> None:
         """Make sandboxes and records agree: deletes cut short are finished, orphans go, lost
         sandboxes expire, stopped ones restart. Each repair stands alone: one that fails is
-        logged and the others go on. SandboxRuntimeError when the engine does not answer."""
+        logged and the others go on. SandboxRuntimeError when the engine does not answer.
+        Of replicas sharing the data dir, only the leading one does this; the others look
+        after their own spares."""
+        if not self._coordination.leading():
+            if self._pool is not None:
+                self._pool.reconcile()
+            return
         with self._creating_lock:
             creating = set(self._creating)
             in_request = set(self._deleting)
@@ -353,7 +373,7 @@ class ContainerService:
                 metrics.count_reconcile("marked_expired")
         self._runtime.reconcile_egress(self._repo.running_allowlisted_ids(), grace_seconds)
         if self._pool is not None:
-            self._pool.reconcile()
+            self._pool.reconcile(alive=self._coordination.alive())
         # Unused volumes go once a minute old (a create may be in flight), or at once when a
         # delete cut short was finished at start-up: a claimed spare's volumes are named for
         # the spare, so only this sweep finds those the kill left.

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server import metrics
 from server.domain import ContainerFile
-from server.errors import InvalidRequest
+from server.errors import ContainerBusy, InvalidRequest
 from server.ids import Clock, new_exec_id
 from server.runtime import (
     ExecDone,
@@ -35,6 +35,7 @@ from server.runtime import (
 )
 from server.services.activity import Activity
 from server.services.container_files import ContainerFileService
+from server.services.coordination import Coordination, Lease, LeaseTimeout, Solo, exec_key
 from server.services.errors import runtime_errors, touch_running
 from server.services.exec_queue import ExecQueues
 from server.store import ContainerRepository, StorageFull
@@ -172,6 +173,7 @@ class ExecutionService:
         max_image_bytes: int = 16 << 20,
         max_error_bytes: int = 64 << 10,
         queue_depth: int = 8,
+        coordination: Coordination | None = None,
     ) -> None:
         self._containers = containers
         self._files = files
@@ -185,6 +187,7 @@ class ExecutionService:
         self.max_image_bytes = max_image_bytes
         self.max_error_bytes = max_error_bytes
         self.queues = ExecQueues(queue_depth)
+        self._coordination: Coordination = coordination or Solo("")
         # Calls run here, not on the server's shared thread pool, so that long calls in many
         # containers never starve requests that need a thread for a moment.
         self._executor = ThreadPoolExecutor(max_workers=256, thread_name_prefix="exec")
@@ -208,9 +211,13 @@ class ExecutionService:
             # does not answer is found now, while the answer can still be a 503.
             await run_in_threadpool(self._engine_answers)
         seconds = min(code_timeout or self.default_timeout, self.max_timeout)
+        asked = time.monotonic()
         release, waited = await self.queues.acquire(container_id, seconds)
+        lease: Lease | None = None
         try:
-            if waited:  # it may have expired or been deleted while this call waited
+            # Then the turn among replicas (another may run a call in it): the same wait.
+            lease = await self._turn(container_id, seconds - (time.monotonic() - asked))
+            if waited or lease.waited:  # it may have expired or been deleted meanwhile
                 await run_in_threadpool(self._touch, container_id)
             request = ExecRequest(
                 id=new_exec_id(),
@@ -229,12 +236,24 @@ class ExecutionService:
                 lambda: self._runtime.cancel(container_id, request.id),
                 streaming=streaming,
             )
-            work = loop.run_in_executor(self._executor, self._work, container_id, call)
+            work = loop.run_in_executor(self._executor, self._work, container_id, call, lease)
         except BaseException:
+            if lease is not None:
+                lease.release()
             release()
             raise
         work.add_done_callback(lambda _: release())
         return call
+
+    async def _turn(self, container_id: str, wait: float) -> Lease:
+        try:
+            return await self._coordination.acquire(exec_key(container_id), max(wait, 0.0))
+        except LeaseTimeout:
+            raise ContainerBusy(
+                f"The call waited its whole timeout ({wait:g} s) for a call on this container "
+                "in another replica to finish and never ran. Try again, or give it a longer "
+                "timeout."
+            ) from None
 
     async def run(
         self, container_id: str, code: str, language: Language, code_timeout: float | None
@@ -246,19 +265,23 @@ class ExecutionService:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _work(self, container_id: str, call: ExecCall) -> None:
+    def _work(self, container_id: str, call: ExecCall, lease: Lease) -> None:
         """The call itself, on a worker thread: every event goes to call, the last one being
-        ExecFinished (or the exception that ended it)."""
+        ExecFinished (or the exception that ended it). The lease goes back once it is over."""
         request = call.request
         started = time.perf_counter()
         try:
             with self._activity.busy(container_id):
+                if lease.took_over:  # its holder died mid-call: what it ran is a stray
+                    with runtime_errors("stop the calls a stopped replica left running"):
+                        self._runtime.stop_stray_calls(container_id)
                 result = self._execute(container_id, call)
         except BaseException as exc:
             metrics.observe_exec("failed", time.perf_counter() - started)
             call.put(exc)
             return
         finally:
+            lease.release()
             call.ended.set()
         metrics.observe_exec(result.status, time.perf_counter() - started)
         log.info(

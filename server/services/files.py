@@ -196,15 +196,18 @@ class FileService:
             log.info("expired %d file(s)", len(removed))
         return removed
 
-    def reconcile(self) -> int:
+    def reconcile(self, grace_seconds: float | None = None) -> int:
         """Remove bytes that no file owns: temporaries of uploads cut short (a kill while the
         bytes were written) and stored bytes without a record (a kill between writing the
         bytes and recording them, or between deleting a record and its bytes). Uploads under
-        way are left alone. Run at start-up and periodically; returns the bytes freed."""
+        way in this process are left alone; with grace_seconds, so are bytes written since
+        (replicas sharing the data dir may be writing them). Run at start-up and
+        periodically; returns the bytes freed."""
+        before = None if grace_seconds is None else self._clock() - grace_seconds
         # Listed before the uploads under way are read: bytes listed here whose upload is
         # over by then have their record (or are gone) by the time the records are read.
-        temporaries = self._blobs.temporaries()
-        stored = self._blobs.ids()
+        temporaries = self._blobs.temporaries(before)
+        stored = self._blobs.ids(before)
         with self._lock:
             busy = set(self._uploading)
         freed = sum(self._blobs.remove_temporary(t) for t in temporaries if t not in busy)

@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from server.runtime import ExecDone, ExecRequest, SandboxRuntime, SandboxRuntimeError
 
@@ -59,8 +59,11 @@ class WarmPool:
         warm_imports: Sequence[str] = (),
         refill_delay: float = REFILL_DELAY,
         has_room: Callable[[], bool] = lambda: True,
+        replica: str = "",
     ) -> None:
         self._runtime = runtime
+        self.replica = replica
+        """The server process whose spares these are (the runtime labels them so)."""
         self.size = size
         self.memory_bytes = memory_bytes
         self._warm_code = warm_code(warm_imports)
@@ -121,11 +124,17 @@ class WarmPool:
         if not claimed:
             self._destroy(spare_id)
 
-    def reconcile(self) -> None:
-        """Forget ready spares that stopped or vanished and remove every spare the pool does
-        not own (left by an earlier run, or stopped); the refill restores the count."""
-        spares = self._runtime.list_spares()
-        running = {s.spare_id for s in spares if s.state == "running"}
+    def reconcile(self, alive: Collection[str] | None = None) -> None:
+        """Forget ready spares that stopped or vanished and remove every spare of this
+        replica the pool does not own (stopped); the refill restores the count. Given the
+        replicas alive, also remove the spares of those that are not (an earlier run of
+        this server among them); without, leave other replicas' spares alone."""
+        spares = [
+            s
+            for s in self._runtime.list_spares()
+            if s.replica == self.replica or (alive is not None and s.replica not in alive)
+        ]
+        running = {s.spare_id for s in spares if s.state == "running" and s.replica == self.replica}
         with self._lock:
             lost = [s for s in self._ready if s not in running]
             for spare_id in lost:

@@ -5,6 +5,7 @@ from server.store.containers import DELETING, ContainerRepository
 from server.store.database import Database
 from server.store.deployment import DatabaseInUse, Deployment
 from server.store.files import BlobStore, FileRepository
+from server.store.leases import LeaseRepository, Taken
 from server.store.responses import ResponseRepository, StoredResponse
 from server.store.skills import SkillBundleStore, SkillRepository
 from server.store.space import DiskReserve, StorageFull, no_room
@@ -19,10 +20,12 @@ __all__ = [
     "Deployment",
     "DiskReserve",
     "FileRepository",
+    "LeaseRepository",
     "ResponseRepository",
     "SkillBundleStore",
     "SkillRepository",
     "StorageFull",
     "StoredResponse",
+    "Taken",
     "no_room",
 ]

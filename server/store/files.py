@@ -113,13 +113,19 @@ class BlobStore:
             tmp.unlink(missing_ok=True)
         return size
 
-    def ids(self) -> list[str]:
-        """The ids of the files stored (temporaries are not files)."""
-        return [e.name for e in os.scandir(self.root) if not e.name.startswith(".") and e.is_file()]
+    def ids(self, before: float | None = None) -> list[str]:
+        """The ids of the files stored (temporaries are not files); with before, of those
+        last written before that time."""
+        return [
+            e.name
+            for e in os.scandir(self.root)
+            if not e.name.startswith(".") and e.is_file() and _before(e, before)
+        ]
 
-    def temporaries(self) -> list[str]:
-        """The names of the files being written, or left by writes cut short."""
-        return [e.name for e in os.scandir(self._incoming)]
+    def temporaries(self, before: float | None = None) -> list[str]:
+        """The names of the files being written, or left by writes cut short; with before,
+        of those last written before that time."""
+        return [e.name for e in os.scandir(self._incoming) if _before(e, before)]
 
     def remove_temporary(self, name: str) -> int:
         """Remove a temporary; returns the bytes it held (0 if it was gone already)."""
@@ -131,6 +137,15 @@ class BlobStore:
     def remove(self, file_id: str) -> int:
         """Remove a file's bytes; returns how many there were (0 if none)."""
         return _unlink(self.path(file_id))
+
+
+def _before(entry: os.DirEntry[str], before: float | None) -> bool:
+    if before is None:
+        return True
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime < before
+    except FileNotFoundError:
+        return False
 
 
 def _unlink(path: Path) -> int:

@@ -74,7 +74,8 @@ class DiskReserve:
         with self._lock:
             if self.held:
                 return True
-            tmp = self.path.with_name(self.path.name + ".new")
+            # Named per process: replicas that share the data dir may make it at once.
+            tmp = self.path.with_name(f"{self.path.name}.new.{os.getpid()}")
             try:
                 if self.free_bytes() < self.size:
                     return False

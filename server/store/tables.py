@@ -117,3 +117,38 @@ class DeploymentRecord(SQLModel, table=True):
     data_dir: str
     host: str
     created_at: int = Field(sa_type=BIG)
+
+
+class ReplicaRecord(SQLModel, table=True):
+    """A server process sharing the database (and the data dir) with others: what it says of
+    itself, renewed every few seconds while it lives."""
+
+    __tablename__ = "replicas"
+
+    id: str = Field(primary_key=True)
+    host: str
+    pid: int = Field(sa_type=BIG)
+    started_at: int = Field(sa_type=BIG)
+    seen_at_ms: int = Field(sa_type=BIG, index=True)
+
+
+class LeaseRecord(SQLModel, table=True):
+    """A lease on a key (a container's calls, its files, the sweeper's role) held by one
+    replica until expires_at_ms unless it renews it; released by deleting the row."""
+
+    __tablename__ = "leases"
+
+    key: str = Field(primary_key=True)
+    holder: str = Field(index=True)
+    expires_at_ms: int = Field(sa_type=BIG)
+
+
+class AdmissionRecord(SQLModel, table=True):
+    """A container admitted and not recorded yet, counted against the limits by every server
+    sharing the database until its record is written, its create fails, or expires_at."""
+
+    __tablename__ = "admissions"
+
+    id: str = Field(primary_key=True)
+    memory_bytes: int = Field(sa_type=BIG)
+    expires_at: int = Field(sa_type=BIG)

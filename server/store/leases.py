@@ -1,0 +1,120 @@
+"""Leases and replicas in the database: how server processes that share it take turns.
+
+A lease is a row (key, holder, expiry). It is taken when there is none, when its holder is the
+taker, or when it has expired (its holder died or stalled); renewed by its holder while it
+works; released by deleting it. Times are the hosts' wall clocks in milliseconds: replicas of
+one localbox share one engine, so one host (or hosts kept in time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, delete, select, text, update
+
+from server.store.database import Database
+from server.store.tables import LeaseRecord, ReplicaRecord
+
+_LEASES = LeaseRecord.__table__  # type: ignore[attr-defined]
+_REPLICAS = ReplicaRecord.__table__  # type: ignore[attr-defined]
+
+_TAKE = text(
+    "INSERT INTO leases (key, holder, expires_at_ms) VALUES (:key, :holder, :expires) "
+    "ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, "
+    "expires_at_ms = excluded.expires_at_ms "
+    "WHERE leases.holder = excluded.holder OR leases.expires_at_ms < :now "
+    "RETURNING holder"
+)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A lease just taken; took_over when it was another holder's that had expired."""
+
+    key: str
+    took_over: bool
+    previous: str | None
+
+
+class LeaseRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def take(self, key: str, holder: str, now_ms: int, ttl_ms: int) -> Taken | None:
+        """Take the lease, or None while another holder's is valid."""
+        with self._db.engine.begin() as conn:
+            before = conn.execute(
+                select(_LEASES.c.holder).where(_LEASES.c.key == key)
+            ).scalar_one_or_none()
+            row = conn.execute(
+                _TAKE, {"key": key, "holder": holder, "expires": now_ms + ttl_ms, "now": now_ms}
+            ).first()
+        if row is None:
+            return None
+        return Taken(key, before is not None and before != holder, before)
+
+    def renew(self, holder: str, keys: Collection[str], now_ms: int, ttl_ms: int) -> set[str]:
+        """Move the expiry of the holder's leases on; returns the keys it still holds."""
+        if not keys:
+            return set()
+        stmt = (
+            update(_LEASES)
+            .where(_LEASES.c.holder == holder, _LEASES.c.key.in_(bindparam("keys", expanding=True)))
+            .values(expires_at_ms=now_ms + ttl_ms)
+            .returning(_LEASES.c.key)
+        )
+        with self._db.engine.begin() as conn:
+            return {r[0] for r in conn.execute(stmt, {"keys": list(keys)})}
+
+    def release(self, key: str, holder: str) -> None:
+        with self._db.engine.begin() as conn:
+            conn.execute(delete(_LEASES).where(_LEASES.c.key == key, _LEASES.c.holder == holder))
+
+    def holders(self, keys: Collection[str], now_ms: int) -> dict[str, str]:
+        """The valid leases among keys, by key: their holders."""
+        if not keys:
+            return {}
+        stmt = select(_LEASES.c.key, _LEASES.c.holder).where(
+            _LEASES.c.key.in_(bindparam("keys", expanding=True)),
+            _LEASES.c.expires_at_ms >= now_ms,
+        )
+        with self._db.engine.connect() as conn:
+            return {r[0]: r[1] for r in conn.execute(stmt, {"keys": list(keys)})}
+
+    # ---------------------------------------------------------------- replicas
+
+    def heartbeat(self, replica: str, host: str, pid: int, started_at: int, now_ms: int) -> None:
+        with self._db.engine.begin() as conn:
+            seen = conn.execute(
+                update(_REPLICAS).where(_REPLICAS.c.id == replica).values(seen_at_ms=now_ms)
+            )
+            if seen.rowcount == 0:
+                conn.execute(
+                    _REPLICAS.insert().values(
+                        id=replica, host=host, pid=pid, started_at=started_at, seen_at_ms=now_ms
+                    )
+                )
+
+    def replicas_seen_since(self, since_ms: int) -> set[str]:
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(select(_REPLICAS.c.id).where(_REPLICAS.c.seen_at_ms >= since_ms))
+            return {r[0] for r in rows}
+
+    def forget_replicas(self, before_ms: int) -> None:
+        """Drop the records of replicas not seen since before_ms (their leases have expired)."""
+        with self._db.engine.begin() as conn:
+            gone = [
+                r[0]
+                for r in conn.execute(
+                    select(_REPLICAS.c.id).where(_REPLICAS.c.seen_at_ms < before_ms)
+                )
+            ]
+            if gone:
+                conn.execute(delete(_REPLICAS).where(_REPLICAS.c.id.in_(gone)))
+
+    def leave(self, replica: str) -> None:
+        """A replica that stops: its leases and its record go at once."""
+        with self._db.engine.begin() as conn:
+            conn.execute(delete(_LEASES).where(_LEASES.c.holder == replica))
+            conn.execute(delete(_REPLICAS).where(_REPLICAS.c.id == replica))
