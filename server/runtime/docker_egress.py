@@ -8,6 +8,11 @@ The proxy tells sandboxes apart by that subnet, which code in a sandbox cannot f
 applies the policy the server installed for it (written through the engine into a volume that
 only the proxy mounts). Sandboxes get the proxy's CA bundle from a second volume, mounted
 read-only over /etc/ssl/certs, which holds certificates only.
+
+Servers that share a data dir (replicas, one instance id) share the proxy: whichever needs it
+first makes it, and one that finds the name taken meanwhile uses the one the other made. The
+proxy is removed only by the reconcile (one server at a time), never while it is younger than
+the reconcile's grace, and a sandbox that finds it gone as it joins makes it again, once.
 """
 
 from __future__ import annotations
@@ -119,7 +124,8 @@ class DockerEgress:
         # proxy is not removed between a create's ensure_proxy and its network.
         self._lock = threading.RLock()
         self._config: str | None = None
-        self._ready = False
+        self._ready_id: str | None = None
+        """The proxy container seen ready last (another server may have made it again since)."""
 
     @property
     def client(self) -> docker.DockerClient:
@@ -137,13 +143,22 @@ class DockerEgress:
 
     def attach(self, container_id: str, policy: EgressPolicy) -> Attachment:
         """Make the sandbox's network, put the proxy on it and install its policy."""
-        with self._lock:
-            proxy = self.ensure_proxy()
-            network, subnet = self._create_network(container_id)
-        hosts = list(subnet.hosts())
-        proxy_ip, sandbox_ip = str(hosts[1]), str(hosts[2])
-        network.connect(proxy, ipv4_address=proxy_ip)
-        self._install_policy(proxy, container_id, subnet, policy)
+        for attempt in range(2):
+            with self._lock:
+                proxy = self.ensure_proxy()
+                network, subnet = self._create_network(container_id)
+            hosts = list(subnet.hosts())
+            proxy_ip, sandbox_ip = str(hosts[1]), str(hosts[2])
+            try:
+                _join(network, proxy, proxy_ip)
+                self._install_policy(proxy, container_id, subnet, policy)
+                break
+            except (docker.errors.APIError, SandboxRuntimeError):
+                if attempt or not self._proxy_gone(proxy):
+                    raise
+                # Removed meanwhile (another server's reconcile found no allowlisted sandbox
+                # an instant before this one made its network): made again, once.
+                log.info("the egress proxy went while %s joined it; making it again", container_id)
         environment = proxy_environment(f"http://{proxy_ip}:{PROXY_PORT}")
         environment.update({s.name: s.placeholder for s in policy.secrets})
         return Attachment(
@@ -271,7 +286,8 @@ class DockerEgress:
         except docker.errors.NotFound:
             return
         if proxy.status == "running":
-            self._egress_command(proxy, ["remove", key])
+            with suppress(docker.errors.NotFound):  # removed meanwhile: its policies with it
+                self._egress_command(proxy, ["remove", key])
 
     def _egress_command(self, proxy: DockerContainer, args: list[str]) -> str:
         result = proxy.exec_run([*EGRESS_CMD, *args], user="0")
@@ -297,28 +313,63 @@ class DockerEgress:
         return self._config
 
     def ensure_proxy(self) -> DockerContainer:
-        """The running proxy, made (or made again, when its image or settings changed)."""
+        """The running proxy, made (or made again, when its image or settings changed). Made
+        at the same moment by another server sharing the instance, it is that one; removed
+        by another server while this one made it ready, it is made again, once."""
         with self._lock:
             config = self._wanted_config()
-            proxy: DockerContainer | None
-            try:
-                proxy = self.client.containers.get(self.proxy_name)
-            except docker.errors.NotFound:
-                proxy = None
-            if proxy is not None and (proxy.labels or {}).get(LABEL_CONFIG) != config:
-                log.info("egress proxy %s is out of date; replacing it", self.proxy_name)
+            seen: list[DockerContainer] = []
+            for attempt in range(2):
+                try:
+                    return self._running_proxy(config, seen)
+                except (docker.errors.APIError, SandboxRuntimeError):
+                    if attempt or not self._proxy_gone(seen[-1] if seen else None):
+                        raise
+                    log.info("egress proxy %s went while it was made ready", self.proxy_name)
+            raise AssertionError("unreachable")
+
+    def _running_proxy(self, config: str, seen: list[DockerContainer]) -> DockerContainer:
+        proxy: DockerContainer | None
+        try:
+            proxy = self.client.containers.get(self.proxy_name)
+        except docker.errors.NotFound:
+            proxy = None
+        if proxy is not None and (proxy.labels or {}).get(LABEL_CONFIG) != config:
+            log.info("egress proxy %s is out of date; replacing it", self.proxy_name)
+            with suppress(docker.errors.NotFound):
                 proxy.remove(force=True)
-                proxy = None
-            if proxy is None:
-                proxy = self._create_proxy(config)
-                self._ready = False
-            if proxy.status != "running":
+            proxy = None
+        if proxy is None:
+            proxy = self._create_proxy(config)
+        seen.append(proxy)
+        if proxy.status != "running":
+            self._start(proxy)
+        if proxy.id != self._ready_id:
+            self._wait_ready(proxy)
+            self._ready_id = proxy.id
+        return proxy
+
+    def _start(self, proxy: DockerContainer) -> None:
+        """Start the proxy (a second start, another server's, is no error). The engine finds
+        its network out by name as it starts it: should a racing server have made a second
+        network of that name, only one is kept first."""
+        for attempt in range(2):
+            self._outside_network(self._labels(ROLE_PROXY))
+            try:
                 proxy.start()
-                self._ready = False
-            if not self._ready:
-                self._wait_ready(proxy)
-                self._ready = True
-            return proxy
+                return
+            except docker.errors.APIError as exc:
+                if attempt or "ambiguous" not in str(exc).lower():
+                    raise
+
+    def _proxy_gone(self, proxy: DockerContainer | None) -> bool:
+        """Whether the proxy is no longer there (removed, or made again, by another server);
+        for None, whether there is no proxy at all."""
+        try:
+            found = self.client.containers.get(self.proxy_name)
+        except docker.errors.NotFound:
+            return True
+        return proxy is not None and found.id != proxy.id
 
     def _create_proxy(self, config: str) -> DockerContainer:
         labels = self._labels(ROLE_PROXY)
@@ -326,17 +377,80 @@ class DockerEgress:
             try:
                 self.client.volumes.get(volume)
             except docker.errors.NotFound:
+                # Made at once by two servers, a volume is one volume: the engine gives the
+                # second create the first one's.
                 self.client.volumes.create(name=volume, labels=labels)
+        outside = self._outside_network(labels)
         try:
-            self.client.networks.get(self.outside_network)
-        except docker.errors.NotFound:
-            self.client.networks.create(self.outside_network, driver="bridge", labels=labels)
-        proxy = self.client.containers.create(
+            proxy = self._create_proxy_container(config, labels, outside)
+        except docker.errors.APIError as exc:
+            if not _name_taken(exc):
+                raise
+            # Another server made it at the same moment: this one uses theirs.
+            log.info("egress proxy %s was made by another server meanwhile", self.proxy_name)
+            return self.client.containers.get(self.proxy_name)
+        # A proxy made again (new image, new settings) rejoins the sandboxes' networks at the
+        # address their proxy settings name.
+        for network in self._sandbox_networks():
+            subnet = _subnet_of(network)
+            if subnet is not None:
+                with suppress(docker.errors.NotFound):  # the network went meanwhile
+                    _join(network, proxy, str(list(subnet.hosts())[1]))
+        return proxy
+
+    def _outside_network(self, labels: dict[str, str]) -> Network:
+        """The proxy's own network, its way out, made if missing. An engine before API 1.44
+        lets two servers making it at once make two of that name (its CheckDuplicate is best
+        effort): every server then keeps the same one (the one a proxy is on, else the
+        oldest) and removes the other."""
+        found = self._networks_named(self.outside_network)
+        if not found:
+            try:
+                # The low-level create: the high-level one inspects what it made, which a
+                # racing server may have removed already as a second of its name.
+                self.client.api.create_network(
+                    self.outside_network, driver="bridge", labels=labels, check_duplicate=True
+                )
+            except docker.errors.APIError as exc:
+                if not _name_taken(exc):
+                    raise
+            found = self._networks_named(self.outside_network)
+            if not found:
+                raise SandboxRuntimeError(
+                    f"create the egress proxy's network {self.outside_network}: it went as it "
+                    "was made"
+                )
+        if len(found) == 1:
+            return found[0]
+        for network in list(found):  # inspected, for their members
+            try:
+                network.reload()
+            except docker.errors.NotFound:
+                found.remove(network)  # removed by the other server meanwhile
+        if not found:
+            return self._outside_network(labels)
+        in_use = [n for n in found if n.attrs.get("Containers")]
+        keep = min(in_use or found, key=lambda n: (_created_at(n), n.id or ""))
+        for other in found:
+            if other.id != keep.id:
+                log.info("removing a second egress network named %s", self.outside_network)
+                with suppress(docker.errors.NotFound, docker.errors.APIError):
+                    other.remove()
+        return keep
+
+    def _networks_named(self, name: str) -> list[Network]:
+        return [n for n in self.client.networks.list(names=[name]) if n.name == name]
+
+    def _create_proxy_container(
+        self, config: str, labels: dict[str, str], outside: Network
+    ) -> DockerContainer:
+        return self.client.containers.create(
             self.image,
             name=self.proxy_name,
             labels={**labels, LABEL_CONFIG: config},
             detach=True,
-            network=self.outside_network,
+            # By id: the name may be two networks' for a moment (see _outside_network).
+            network=outside.id,
             user="0:0",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -358,13 +472,6 @@ class DockerEgress:
             ),
             restart_policy={"Name": "unless-stopped"},  # type: ignore[arg-type]
         )
-        # A proxy made again (new image, new settings) rejoins the sandboxes' networks at the
-        # address their proxy settings name.
-        for network in self._sandbox_networks():
-            subnet = _subnet_of(network)
-            if subnet is not None:
-                network.connect(proxy, ipv4_address=str(list(subnet.hosts())[1]))
-        return proxy
 
     def _wait_ready(self, proxy: DockerContainer) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -411,9 +518,10 @@ class DockerEgress:
                     return  # a create is making its sandbox
                 with suppress(docker.errors.NotFound):
                     proxy = self.client.containers.get(self.proxy_name)
+                    if now - _created_at(proxy) <= grace_seconds:
+                        return  # just made, for a create (of any server) making its network
                     log.info("removing egress proxy %s: no allowlisted sandbox", self.proxy_name)
                     proxy.remove(force=True)
-                    self._ready = False
             return
         proxy = self.ensure_proxy()
         proxy.reload()
@@ -425,7 +533,7 @@ class DockerEgress:
             subnet = _subnet_of(own)
             if subnet is not None:
                 log.info("reconnecting the egress proxy to the network of %s", cid)
-                own.connect(proxy, ipv4_address=str(list(subnet.hosts())[1]))
+                _join(own, proxy, str(list(subnet.hosts())[1]))
 
 
 def host_addresses(proc: str = "/proc/net") -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -456,8 +564,24 @@ def _subnet_of(network: Network) -> ipaddress.IPv4Network | None:
     return None
 
 
-def _created_at(network: Network) -> float:
-    created = str(network.attrs.get("Created", ""))
+def _join(network: Network, proxy: DockerContainer, address: str) -> None:
+    """Put the proxy on the network at address; done already (by another server that made
+    the proxy meanwhile and joined it to every sandbox network) is done."""
+    try:
+        network.connect(proxy, ipv4_address=address)
+    except docker.errors.APIError as exc:
+        if isinstance(exc, docker.errors.NotFound) or "already exists" not in str(exc).lower():
+            raise
+
+
+def _name_taken(exc: docker.errors.APIError) -> bool:
+    """Whether the engine refused a create because the name is another object's already."""
+    text = str(exc).lower()
+    return exc.status_code == 409 or "already in use" in text or "already exists" in text
+
+
+def _created_at(item: Network | DockerContainer) -> float:
+    created = str(item.attrs.get("Created", ""))
     try:
         return datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00").timestamp()
     except ValueError:
