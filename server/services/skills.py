@@ -35,7 +35,7 @@ from server.services.skill_bundle import (
     read_zip,
     write_zip,
 )
-from server.store.skills import SkillBundleStore, SkillRepository
+from server.store.skills import SkillBundleStore, SkillRepository, VersionRemoval
 
 log = logging.getLogger("localbox.skills")
 
@@ -95,7 +95,8 @@ class SkillService:
         self._bundles = bundles
         self._clock = clock
         self.limits = limits
-        # Version numbers and default pointers are read, then written: one writer at a time.
+        # Default pointers and deletes are checked, then written: one at a time here (across
+        # servers, the repository does each under the skill row's lock).
         self._lock = threading.Lock()
 
     def _now(self) -> int:
@@ -105,8 +106,7 @@ class SkillService:
     def _written(self, upload: SkillUpload) -> Iterator[tuple[Bundle, Path]]:
         """Check the upload and write its normalised zip to a scratch file, removed at the
         end unless it was moved into place."""
-        scratch = self._bundles.scratch()
-        try:
+        with self._bundles.scratch() as scratch:
             if upload.zip is not None:
                 with open_zip(upload.zip, self.limits) as archive:
                     bundle = read_zip(archive, self.limits)
@@ -115,16 +115,14 @@ class SkillService:
                 bundle = read_parts(upload.parts, self.limits)
                 write_zip(bundle, scratch)
             yield bundle, scratch
-        finally:
-            scratch.unlink(missing_ok=True)
 
     def create(self, upload: SkillUpload) -> Skill:
         """A new skill whose version "1" (default and latest) is the upload."""
         with self._written(upload) as (bundle, scratch):
             skill_id = new_skill_id()
             now = self._now()
-            first = _version_of(bundle, skill_id, 1, now)
-            self._bundles.keep(scratch, skill_id, 1)
+            first = _version_of(bundle, skill_id, new_skill_version_id(), 1, now)
+            self._bundles.keep(scratch, skill_id, first.id)
             try:
                 skill = self._repo.create(skill_id, now, first)
             except Exception:
@@ -136,25 +134,27 @@ class SkillService:
     def create_version(
         self, skill_id: str, upload: SkillUpload, make_default: bool
     ) -> SkillVersion:
-        """A new immutable version, numbered after every version the skill ever had."""
+        """A new immutable version, numbered after every version the skill ever had.
+
+        The database gives the number as it records the version, so servers sharing it may
+        add versions of one skill at once; the bundle is in place before, under the version's
+        id, which is this create's alone."""
         self.retrieve(skill_id)
         with self._written(upload) as (bundle, scratch):
             now = self._now()
-            kept: list[int] = []
-
-            def make(number: int) -> SkillVersion:
-                self._bundles.keep(scratch, skill_id, number)
-                kept.append(number)
-                return _version_of(bundle, skill_id, number, now)
-
-            with self._lock:
-                try:
-                    version = self._repo.add_version(skill_id, make, make_default)
-                except Exception:
-                    for number in kept:
-                        self._bundles.remove(skill_id, number)
-                    raise
+            version_id = new_skill_version_id()
+            self._bundles.keep(scratch, skill_id, version_id)
+            try:
+                version = self._repo.add_version(
+                    skill_id,
+                    lambda number: _version_of(bundle, skill_id, version_id, number, now),
+                    make_default,
+                )
+            except BaseException:
+                self._bundles.discard(skill_id, version_id)
+                raise
         if version is None:
+            self._bundles.discard(skill_id, version_id)
             raise SkillNotFound(skill_id)
         return version
 
@@ -177,7 +177,8 @@ class SkillService:
         """Point the skill's default at another existing version."""
         with self._lock:
             found = self._version(skill_id, version, "default_version")
-            self._repo.set_default(skill_id, found.version)
+            if not self._repo.set_default(skill_id, found.version):
+                raise SkillVersionNotFound(skill_id, version, "default_version")
             return self.retrieve(skill_id)
 
     def delete(self, skill_id: str) -> None:
@@ -224,16 +225,16 @@ class SkillService:
         last version, and then the skill goes with it."""
         with self._lock:
             found = self._version(skill_id, version, "version")
-            skill = self.retrieve(skill_id)
-            if found.version == skill.default_version:
-                if self._repo.version_count(skill_id) > 1:
-                    raise DefaultSkillVersion(skill_id, str(found.version))
-                self._repo.delete(skill_id)
+            removal = self._repo.delete_version(skill_id, found.version)
+            if removal is VersionRemoval.DEFAULT:
+                raise DefaultSkillVersion(skill_id, str(found.version))
+            if removal is VersionRemoval.MISSING:
+                raise SkillVersionNotFound(skill_id, version, "version")
+            if removal is VersionRemoval.SKILL:
                 self._bundles.remove_skill(skill_id)
                 log.info("deleted skill %s with its last version", skill_id)
                 return found
-            self._repo.delete_version(skill_id, found.version)
-            self._bundles.remove(skill_id, found.version)
+            self._bundles.remove(found)
         return found
 
     def content(self, skill_id: str, version: str | None = None) -> tuple[SkillVersion, Path]:
@@ -241,7 +242,7 @@ class SkillService:
         if version is None:
             version = str(self.retrieve(skill_id).default_version)
         found = self._version(skill_id, version, "version")
-        return found, self._bundles.path(skill_id, found.version)
+        return found, self._bundles.path(found)
 
     @contextmanager
     def prepared(self, skills: Sequence[ContainerSkill]) -> Iterator[builtins.list[Installed]]:
@@ -271,7 +272,7 @@ class SkillService:
             raise SkillNotFound(ref.skill_id, f"{param}.skill_id")
         version = ref.version if ref.version is not None else str(skill.default_version)
         found = self._version(ref.skill_id, version, f"{param}.version")
-        file = stack.enter_context(self._bundles.path(ref.skill_id, found.version).open("rb"))
+        file = stack.enter_context(self._bundles.path(found).open("rb"))
         archive = stack.enter_context(open_zip(file, self.limits))
         bundle = read_zip(archive, self.limits)
         return Installed(found.name, found.description, bundle)
@@ -288,8 +289,7 @@ class SkillService:
                 f"{param}.source.data is not valid base64.", f"{param}.source.data"
             ) from None
         # Checked and normalised like an upload, so the sandbox is made only for a good one.
-        scratch = self._bundles.scratch()
-        stack.callback(scratch.unlink, missing_ok=True)
+        scratch = stack.enter_context(self._bundles.scratch())
         try:
             with open_zip(data, self.limits) as archive:
                 write_zip(read_zip(archive, self.limits), scratch)
@@ -301,9 +301,11 @@ class SkillService:
         return Installed(name, description, read_zip(archive, self.limits))
 
 
-def _version_of(bundle: Bundle, skill_id: str, number: int, now: int) -> SkillVersion:
+def _version_of(
+    bundle: Bundle, skill_id: str, version_id: str, number: int, now: int
+) -> SkillVersion:
     return SkillVersion(
-        id=new_skill_version_id(),
+        id=version_id,
         skill_id=skill_id,
         version=number,
         created_at=now,

@@ -272,11 +272,13 @@ def test_bundles_are_kept_normalised_on_disk(
     sdk: openai.OpenAI, skills_server: LocalboxServer
 ) -> None:
     skill = sdk.skills.create(files=("g.zip", skill_zip("on-disk")))
+    first = sdk.skills.versions.retrieve("1", skill_id=skill.id)
     second = sdk.skills.versions.create(skill.id, files=folder("on-disk"))
+    # Named by version id, which no other server sharing the data dir could give a bundle.
     root = skills_server.data_dir / "skills" / skill.id
-    assert sorted(p.name for p in root.iterdir()) == ["1.zip", "2.zip"]
+    assert sorted(p.name for p in root.iterdir()) == sorted([f"{first.id}.zip", f"{second.id}.zip"])
     sdk.skills.versions.delete(second.version, skill_id=skill.id)
-    assert sorted(p.name for p in root.iterdir()) == ["1.zip"]
+    assert sorted(p.name for p in root.iterdir()) == [f"{first.id}.zip"]
     sdk.skills.delete(skill.id)
     assert not root.exists()
     assert list((skills_server.data_dir / "skills" / ".incoming").iterdir()) == []

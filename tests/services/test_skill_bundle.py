@@ -221,3 +221,49 @@ def test_a_zip_larger_than_any_bundle_could_be_is_refused_unopened() -> None:
     padded = zipped({"tool/SKILL.md": MANIFEST}) + bytes(LIMITS.max_bytes + (200 << 10))
     with pytest.raises(SkillTooLarge, match="is never larger than"):
         open_zip(padded, LIMITS)
+
+
+@pytest.fixture
+def skill_store(tmp_path: Path) -> tuple[SkillService, Database]:
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db.create_tables()
+    service = SkillService(
+        SkillRepository(db), SkillBundleStore(tmp_path / "skills"), Clock(), limits=LIMITS
+    )
+    return service, db
+
+
+def test_a_bundle_an_older_server_named_by_number_is_still_served(
+    skill_store: tuple[SkillService, Database], tmp_path: Path
+) -> None:
+    skills, _ = skill_store
+    skill = skills.create(SkillUpload(zip=io.BytesIO(zipped({"tool/SKILL.md": MANIFEST}))))
+    second = skills.create_version(
+        skill.id, SkillUpload(zip=io.BytesIO(zipped({"tool/SKILL.md": MANIFEST}))), False
+    )
+    folder = tmp_path / "skills" / skill.id
+    (folder / f"{second.id}.zip").rename(folder / "2.zip")  # as servers before named it
+    found, path = skills.content(skill.id, "2")
+    assert (found.id, path) == (second.id, folder / "2.zip")
+    skills.delete_version(skill.id, "2")
+    first = skills.retrieve_version(skill.id, "1")
+    assert [p.name for p in folder.iterdir()] == [f"{first.id}.zip"]
+
+
+def test_a_number_some_version_already_has_is_not_given_again(
+    skill_store: tuple[SkillService, Database],
+) -> None:
+    """A skill row whose next number lags behind its versions (edited by hand, say): the
+    next version is numbered past the highest instead of failing on the unique index."""
+    skills, db = skill_store
+    skill = skills.create(SkillUpload(zip=io.BytesIO(zipped({"tool/SKILL.md": MANIFEST}))))
+    for _ in range(2):
+        skills.create_version(
+            skill.id, SkillUpload(zip=io.BytesIO(zipped({"tool/SKILL.md": MANIFEST}))), False
+        )
+    db.execute("UPDATE skills SET next_version = 2 WHERE id = :id", id=skill.id)
+    again = skills.create_version(
+        skill.id, SkillUpload(zip=io.BytesIO(zipped({"tool/SKILL.md": MANIFEST}))), True
+    )
+    assert again.version == 4
+    assert skills.retrieve(skill.id).default_version == 4
