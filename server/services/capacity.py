@@ -9,13 +9,17 @@ code first if they all grow at once (see runtime/docker.py and host_memory.py).
 
 A request that could never fit is a 400; one that would fit once something is deleted or
 expires is a 429. Admissions in flight are counted too, so concurrent requests cannot together
-overshoot a limit.
+overshoot a limit: in memory on SQLite (one server per database), and on PostgreSQL in the
+database, where every server sharing it decides its admissions one at a time against the same
+count (store/admissions.py).
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +37,7 @@ from server.errors import (
     TooManyContainers,
 )
 from server.store import ContainerRepository, DiskReserve, FileRepository
+from server.store.admissions import AdmissionRepository, Occupancy
 
 
 def human(n: int) -> str:
@@ -49,9 +54,18 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
+def _memory_of(running: dict[str, int]) -> int:
+    """What running containers' memory limits add up to, from their count per limit."""
+    return sum(MEMORY_LIMITS.get(limit, 0) * n for limit, n in running.items())
+
+
 PENDING_SANDBOX_BYTES = 128 << 20
 """What a sandbox being started is taken to hold (an idle one holds about 100 MiB): admissions
 in flight have not shown up in the host's free memory yet."""
+
+ADMISSION_SECONDS = 120
+"""How long an admission in flight counts in the database at most: a create takes seconds,
+and the admissions of a server that died mid-create stop counting after this."""
 
 
 @dataclass(frozen=True)
@@ -77,25 +91,40 @@ class Usage:
 
 
 class Admission:
-    """One container admitted and not yet recorded."""
+    """One container admitted and not yet recorded: counted in memory, or (when admissions
+    are shared through the database) as the admissions row `row`."""
 
-    def __init__(self, capacity: Capacity, memory: int) -> None:
+    def __init__(self, capacity: Capacity, memory: int, row: str | None = None) -> None:
         self._capacity = capacity
         self._memory = memory
+        self._row = row
         self._counted = True
 
     def record(self, write: Callable[[], None]) -> None:
         """Write the container's record and stop counting it as in flight, in one step under
-        the capacity lock: a concurrent admission never counts it twice."""
+        the capacity lock (and the database's admission lock when shared): a concurrent
+        admission, of this server or another, never counts it twice."""
         with self._capacity._lock:
-            write()
-            self.release()
+            if self._row is not None and self._counted:
+                self._capacity._admissions.recorded(self._row, write)
+                self._counted = False
+            else:
+                write()
+                self._release()
 
     def release(self) -> None:
-        """(With the capacity lock held.) Idempotent."""
-        if self._counted:
-            self._counted = False
+        """Stop counting it (the create is over, or failed). Idempotent."""
+        with self._capacity._lock:
+            self._release()
+
+    def _release(self) -> None:
+        if not self._counted:
+            return
+        self._counted = False
+        if self._row is None:
             self._capacity._release(self._memory)
+        else:
+            self._capacity._admissions.release(self._row)
 
 
 class Capacity:
@@ -107,6 +136,8 @@ class Capacity:
         free: Callable[[Path], int] = free_bytes,
         reserve: DiskReserve | None = None,
         free_memory: Callable[[], int] | None = None,
+        admissions: AdmissionRepository | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._containers = containers
         self._files = files
@@ -115,6 +146,12 @@ class Capacity:
         self.free_memory = free_memory or (lambda: limits.host_memory or 1 << 62)
         """Bytes of memory free on the host now (host_memory.HostMemory.available)."""
         self._reserve = reserve
+        self._admissions = admissions or AdmissionRepository(containers.database)
+        """Where admissions in flight are counted when the database is shared (PostgreSQL)."""
+        self._clock = clock
+        # Held while an admission is decided or recorded. With admissions in the database it
+        # also keeps this server to one connection waiting for the database's admission lock,
+        # so that the holder always finds a connection free for the container's record.
         self._lock = threading.Lock()
         self._pending_containers = 0
         self._pending_memory = 0
@@ -123,8 +160,13 @@ class Capacity:
     def usage(self) -> Usage:
         """What the store holds now (admissions in flight not included)."""
         counts = self._containers.running_memory_limits()
-        memory = sum(MEMORY_LIMITS.get(limit, 0) * n for limit, n in counts.items())
-        return Usage(sum(counts.values()), memory, self._files.total_bytes())
+        return Usage(sum(counts.values()), _memory_of(counts), self._files.total_bytes())
+
+    @property
+    def shared(self) -> bool:
+        """Whether container admissions are decided through the database (PostgreSQL, which
+        several servers may share) rather than in this process."""
+        return self._admissions.shared
 
     def disk_free(self) -> int:
         """The least free space among the disks the data and uploads land on."""
@@ -206,34 +248,65 @@ class Capacity:
         memory = MEMORY_LIMITS[memory_limit]
         self._check_memory_limit(memory_limit, memory)
         self.ensure_free_disk()
-        budget = self.limits.memory_budget
         with self._lock:
-            now = self.usage()
-            running = now.running + self._pending_containers
-            used = now.memory + self._pending_memory
-            if running >= self.limits.max_containers:
-                raise TooManyContainers(
-                    f"This server already runs {running} containers, its limit "
-                    f"(LOCALBOX_MAX_CONTAINERS={self.limits.max_containers}). Delete a "
-                    "container or wait for one to expire, then try again."
+            if self.shared:
+                admission = self._admit_shared(memory_limit, memory)
+            else:
+                now = self.usage()
+                self._check_room(
+                    memory_limit,
+                    memory,
+                    running=now.running + self._pending_containers,
+                    used=now.memory + self._pending_memory,
+                    starting=self._pending_containers,
                 )
-            if budget and used + memory > budget:
-                raise MemoryBudgetExhausted(
-                    f"A '{memory_limit}' container does not fit now: the running containers' "
-                    f"memory limits add up to {human(used)} of the {human(budget)} budget "
-                    "(LOCALBOX_MEMORY_BUDGET). Delete a container or wait for one to expire, "
-                    "choose a smaller memory_limit, or try again later.",
-                    "memory_limit",
-                )
-            self.ensure_free_memory(self._pending_containers)
-            self._pending_containers += 1
-            self._pending_memory += memory
-        admission = Admission(self, memory)
+                self._pending_containers += 1
+                self._pending_memory += memory
+                admission = Admission(self, memory)
         try:
             yield admission
         finally:
-            with self._lock:
-                admission.release()
+            admission.release()
+
+    def _admit_shared(self, memory_limit: str, memory: int) -> Admission:
+        """Decide the admission in the database, against every server's containers and
+        admissions in flight, and count it there (the caller holds the lock)."""
+        row = secrets.token_hex(16)
+        now = int(self._clock())
+
+        def check(occupancy: Occupancy) -> None:
+            self._check_room(
+                memory_limit,
+                memory,
+                running=sum(occupancy.running.values()) + occupancy.admitting,
+                used=_memory_of(occupancy.running) + occupancy.admitting_memory,
+                starting=occupancy.admitting,
+            )
+
+        self._admissions.admit(row, memory, now, now + ADMISSION_SECONDS, check)
+        return Admission(self, memory, row)
+
+    def _check_room(
+        self, memory_limit: str, memory: int, *, running: int, used: int, starting: int
+    ) -> None:
+        """429 unless one more container fits beside `running` ones (those in flight
+        included) whose memory limits add up to `used`, `starting` of them not started yet."""
+        if running >= self.limits.max_containers:
+            raise TooManyContainers(
+                f"This server already runs {running} containers, its limit "
+                f"(LOCALBOX_MAX_CONTAINERS={self.limits.max_containers}). Delete a "
+                "container or wait for one to expire, then try again."
+            )
+        budget = self.limits.memory_budget
+        if budget and used + memory > budget:
+            raise MemoryBudgetExhausted(
+                f"A '{memory_limit}' container does not fit now: the running containers' "
+                f"memory limits add up to {human(used)} of the {human(budget)} budget "
+                "(LOCALBOX_MEMORY_BUDGET). Delete a container or wait for one to expire, "
+                "choose a smaller memory_limit, or try again later.",
+                "memory_limit",
+            )
+        self.ensure_free_memory(starting)
 
     def _release(self, memory: int) -> None:
         """No longer count one admission in flight (the caller holds the lock)."""

@@ -24,6 +24,11 @@ class Repository(Generic[R, D]):
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    @property
+    def database(self) -> Database:
+        """The database this repository keeps its table in."""
+        return self._db
+
     def to_domain(self, rec: R) -> D:
         raise NotImplementedError
 
