@@ -8,12 +8,12 @@ DEPS_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 
-.PHONY: help setup venv dev-venv node-deps litellm-deps browser screenshots compose-tool server-image docker-engine sandbox-image egress-image gvisor postgres run test lint typecheck pytest pytest-gvisor pytest-postgres bench clean
+.PHONY: help setup venv dev-venv node-deps litellm-deps browser screenshots compose-tool server-image docker-engine sandbox-image egress-image gvisor postgres run test lint typecheck pytest pytest-gvisor pytest-postgres pytest-replicas haproxy bench clean
 
 help:
 	@echo "make run           - set everything up and serve the API on 127.0.0.1:8000"
 	@echo "make test          - set everything up, lint, type-check and run the test suite"
-	@echo "make bench         - print benchmark figures against raw Docker (runc and gVisor)"
+	@echo "make bench         - print benchmark figures against raw Docker (runc and gVisor), and replicas"
 	@echo "make gvisor        - install gVisor (runsc) and register it with the Docker engine"
 	@echo "make screenshots   - drive the web console in chromium and write docs/console/*.png"
 	@echo "make sandbox-image - build the image every sandbox runs (about 2.5 GB, minutes the first time)"
@@ -23,7 +23,9 @@ help:
 	@echo "make typecheck     - mypy --strict on server/"
 	@echo "make pytest        - only the test suite"
 	@echo "make pytest-postgres - the store's API tests again, on a throwaway PostgreSQL"
+	@echo "make pytest-replicas - three servers on one PostgreSQL and one data dir, behind HAProxy"
 	@echo "make postgres      - start the tests' throwaway PostgreSQL (installs Debian's when missing)"
+	@echo "make haproxy       - install Debian's haproxy for the replica tests when missing (no service)"
 	@echo "make clean         - remove the virtualenvs and local data"
 
 # What `make run` needs: localbox and its runtime dependencies only.
@@ -127,6 +129,11 @@ GVISOR_SUITES := tests/api/test_sandbox_runtime.py tests/api/test_sandbox_integr
 postgres:
 	@bash scripts/ensure-postgres.sh >/dev/null
 
+# The replica tests' load balancer: Debian's haproxy, installed when missing (root or sudo); no
+# service is started, the tests run haproxy themselves with a config of their own.
+haproxy:
+	@bash scripts/ensure-haproxy.sh >/dev/null
+
 # The API tests that exercise the store, run again with every server on a PostgreSQL database
 # of its own: containers, container files, files, paging, lifecycle (expiry, restarts), skills,
 # instances, limits, validation and health. The egress, exec-abuse, flood and client-library
@@ -143,13 +150,20 @@ pytest-postgres: setup dev-venv
 	  echo "LOCALBOX_TEST_POSTGRES_URL=<the tests' PostgreSQL> $(BIN)/pytest $(PG_API_TESTS)" && \
 	  LOCALBOX_TEST_POSTGRES_URL="$$url" $(BIN)/pytest $(PG_API_TESTS)
 
+# Replicas: three servers on one PostgreSQL database and one data dir, each on its own port,
+# behind HAProxy (round-robin): calls, uploads, expiry, kill -9 of one and the warm pools, through
+# the balancer and through each replica. Collected only when named, so `make pytest` leaves them.
+pytest-replicas: setup dev-venv postgres haproxy
+	$(BIN)/pytest tests/replicas
+
 pytest-gvisor: setup dev-venv gvisor
 	LOCALBOX_SANDBOX_RUNTIME=runsc $(BIN)/pytest $(GVISOR_SUITES)
 
-test: lint typecheck pytest pytest-gvisor pytest-postgres
+test: lint typecheck pytest pytest-gvisor pytest-postgres pytest-replicas
 
-bench: setup dev-venv gvisor
+bench: setup dev-venv gvisor postgres haproxy
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_replicas.py
 
 screenshots: setup dev-venv browser
 	$(BIN)/python scripts/console_screenshots.py

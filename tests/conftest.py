@@ -39,6 +39,21 @@ SUITE_ENV = {
 }
 
 
+REPLICAS_DIR = ROOT / "tests" / "replicas"
+"""Several servers on one database and data dir behind a load balancer (`make pytest-replicas`):
+collected only when named on the command line, so that a plain `pytest` does not run them."""
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path != REPLICAS_DIR:
+        return None
+    for arg in config.args:
+        named = Path(config.invocation_params.dir, arg.split("::", 1)[0]).resolve()
+        if named == REPLICAS_DIR or REPLICAS_DIR in named.parents:
+            return None
+    return True
+
+
 SANDBOX_RUNTIME = os.environ.get("LOCALBOX_SANDBOX_RUNTIME", "runc")
 """The runtime the suite's servers run sandboxes under (make test runs the sandbox-facing
 suites once with runc and once with gVisor's runsc)."""
@@ -109,6 +124,9 @@ class LocalboxServer:
     """The server's database; by default SQLite in its data dir, or with POSTGRES_ENV set a
     PostgreSQL database of its own, made at its first start and dropped by close()."""
     owns_database: bool = False
+    log_path: Path | None = None
+    """Where the server's output goes; data_dir/server.log unless set (servers sharing one
+    data dir, as replicas do, each keep a log of their own)."""
     process: subprocess.Popen[bytes] | None = None
     clients: list[openai.OpenAI] = field(default_factory=list)
 
@@ -119,6 +137,10 @@ class LocalboxServer:
     @property
     def base_url(self) -> str:
         return f"{self.url}/v1"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_path or self.data_dir / "server.log"
 
     @property
     def instance_id(self) -> str:
@@ -145,13 +167,14 @@ class LocalboxServer:
             **self.env,
         }
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "server"]
         if self.nofile is not None:
             argv = ["prlimit", f"--nofile={self.nofile}:{self.nofile}", *argv]
         if self.cgroup is not None:
             enter = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
             argv = ["sh", "-c", enter, str(self.cgroup), *argv]
-        with (self.data_dir / "server.log").open("ab") as log:
+        with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -186,7 +209,7 @@ class LocalboxServer:
             self.database_url = ""
 
     def log_text(self) -> str:
-        path = self.data_dir / "server.log"
+        path = self.log_file
         return path.read_text(errors="replace") if path.exists() else ""
 
     def client(self, **kwargs: object) -> openai.OpenAI:
@@ -204,13 +227,15 @@ def remove_sandboxes(instance_id: str) -> None:
     one of the suite's own servers (the fixtures' clean-up): nobody else's are touched."""
     client = docker.from_env()
     label = f"localbox.instance={instance_id}"
-    for c in client.containers.list(all=True, filters={"label": label}):
-        c.remove(force=True)
-    for v in client.volumes.list(filters={"label": label}):
-        v.remove(force=True)
-    for n in client.networks.list(filters={"label": label}):
-        n.remove()
-    client.close()
+    try:
+        for c in client.containers.list(all=True, filters={"label": label}):
+            c.remove(force=True)
+        for v in client.volumes.list(filters={"label": label}):
+            v.remove(force=True)
+        for n in client.networks.list(filters={"label": label}):
+            n.remove()
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
