@@ -692,6 +692,11 @@ class DockerRuntime:
 
     def disk_usage(self, container_id: str) -> int:
         output = self._fileops_output(container_id, ["usage"], "measure disk usage").strip()
+        if not output:
+            # Now and then (about once in 400 under concurrent uploads) the engine ends an
+            # exec's stream before passing its short output on; measuring again is harmless.
+            log.info("measuring the disk usage of %s gave no answer; measuring again", container_id)
+            output = self._fileops_output(container_id, ["usage"], "measure disk usage").strip()
         if not output.isdigit():
             raise SandboxRuntimeError(f"measure disk usage: unexpected answer {output[:80]!r}")
         return int(output)

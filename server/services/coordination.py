@@ -140,6 +140,8 @@ class Replicas:
         self._clock = clock
         self._started_at = int(clock())
         self._held: set[str] = set()
+        self._releasing: set[str] = set()
+        """Held keys being given back: not renewed, nor missed when they are gone."""
         self._lock = threading.Lock()
         self._leading_until = 0.0
         """time.monotonic() until which the leader lease is surely this replica's."""
@@ -173,6 +175,8 @@ class Replicas:
         return Lease(key, took_over=taken.took_over, _release=lambda: self._give_back(key))
 
     def _give_back(self, key: str) -> None:
+        with self._lock:
+            self._releasing.add(key)
         try:
             self._leases.release(key, self.replica_id)
         except Exception as exc:  # it expires by itself
@@ -180,6 +184,7 @@ class Replicas:
         finally:
             with self._lock:
                 self._held.discard(key)
+                self._releasing.discard(key)
 
     async def acquire(self, key: str, wait: float) -> Lease:
         deadline = time.monotonic() + wait
@@ -270,12 +275,14 @@ class Replicas:
             self.replica_id, socket.gethostname(), os.getpid(), self._started_at, now
         )
         with self._lock:
-            held = set(self._held)
+            held = self._held - self._releasing
         if self.leading():
             held.add(LEADER)
         if held:
             kept = self._leases.renew(self.replica_id, held, now, self._ttl_ms)
-            for key in held - kept - {LEADER}:
+            with self._lock:
+                lost = (held - kept) & (self._held - self._releasing)
+            for key in sorted(lost):
                 log.warning("lost the lease on %s (not renewed in time)", key)
             if LEADER in held and LEADER not in kept:
                 log.warning("this replica no longer leads (its lease was not renewed in time)")

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from server.store.database import Database
 from server.store.tables import LeaseRecord, ReplicaRecord
@@ -19,13 +22,9 @@ from server.store.tables import LeaseRecord, ReplicaRecord
 _LEASES = LeaseRecord.__table__  # type: ignore[attr-defined]
 _REPLICAS = ReplicaRecord.__table__  # type: ignore[attr-defined]
 
-_TAKE = text(
-    "INSERT INTO leases (key, holder, expires_at_ms) VALUES (:key, :holder, :expires) "
-    "ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, "
-    "expires_at_ms = excluded.expires_at_ms "
-    "WHERE leases.holder = excluded.holder OR leases.expires_at_ms < :now "
-    "RETURNING holder"
-)
+
+def _insert(dialect: str) -> Any:
+    return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
 @dataclass(frozen=True)
@@ -42,17 +41,32 @@ class LeaseRepository:
         self._db = db
 
     def take(self, key: str, holder: str, now_ms: int, ttl_ms: int) -> Taken | None:
-        """Take the lease, or None while another holder's is valid."""
+        """Take the lease, or None while another holder's is valid (or another taker got
+        there first)."""
+        expires = now_ms + ttl_ms
         with self._db.engine.begin() as conn:
-            before = conn.execute(
-                select(_LEASES.c.holder).where(_LEASES.c.key == key)
-            ).scalar_one_or_none()
             row = conn.execute(
-                _TAKE, {"key": key, "holder": holder, "expires": now_ms + ttl_ms, "now": now_ms}
+                select(_LEASES.c.holder, _LEASES.c.expires_at_ms)
+                .where(_LEASES.c.key == key)
+                .with_for_update()
             ).first()
-        if row is None:
-            return None
-        return Taken(key, before is not None and before != holder, before)
+            if row is None:
+                stmt = (
+                    _insert(self._db.dialect)(_LEASES)
+                    .values(key=key, holder=holder, expires_at_ms=expires)
+                    .on_conflict_do_nothing(index_elements=["key"])
+                    .returning(_LEASES.c.key)
+                )
+                return Taken(key, False, None) if conn.execute(stmt).first() else None
+            previous, until = row
+            if previous != holder and until >= now_ms:
+                return None
+            conn.execute(
+                update(_LEASES)
+                .where(_LEASES.c.key == key)
+                .values(holder=holder, expires_at_ms=expires)
+            )
+            return Taken(key, previous != holder, previous)
 
     def renew(self, holder: str, keys: Collection[str], now_ms: int, ttl_ms: int) -> set[str]:
         """Move the expiry of the holder's leases on; returns the keys it still holds."""

@@ -52,6 +52,8 @@ REPLICA_ENV = {
     # containers (or spares) happens within a test.
     "LOCALBOX_EXPIRY_SWEEP_SECONDS": "1",
     "LOCALBOX_RECONCILE_SECONDS": "2",
+    # A killed replica's turns lapse after 5 s (15 by default), so tests of it are short.
+    "LOCALBOX_LEASE_SECONDS": "5",
 }
 
 

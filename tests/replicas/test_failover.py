@@ -5,6 +5,11 @@ on, and the replica serves again when it is started."""
 from __future__ import annotations
 
 import os
+import threading
+import time
+from contextlib import suppress
+
+import httpx
 
 from tests.replicas.cluster import Cluster, brief, run_code
 
@@ -72,3 +77,40 @@ def test_kill_9_of_a_replica_loses_nothing_acknowledged(cluster: Cluster, made: 
     with cluster.http(victim.base_url, timeout=180) as on_victim:
         result = run_code(on_victim, held[0], "print(x)", timeout=60)
     assert result["stdout"] == "0\n", brief(result)
+
+
+def test_a_call_cut_off_by_kill_9_is_stopped_and_the_container_serves_on(
+    cluster: Cluster, made: list[str]
+) -> None:
+    """The victim dies while a long call of its runs: the call's turn lapses (after
+    LOCALBOX_LEASE_SECONDS), and the replica that takes it stops the stray call first, so the
+    next call runs at once in the same interpreter instead of waiting two minutes behind it."""
+    client = cluster.client(max_retries=0, timeout=180)
+    c = client.containers.create(name="cut-off")
+    made.append(c.id)
+    victim = cluster.replicas[VICTIM]
+    with cluster.http(victim.base_url) as on_victim:
+        assert run_code(on_victim, c.id, "x = 7")["status"] == "completed"
+
+    def long_call() -> None:
+        with cluster.http(victim.base_url) as on_victim, suppress(httpx.HTTPError):
+            run_code(on_victim, c.id, "import time\ntime.sleep(120)", timeout=200)
+
+    caller = threading.Thread(target=long_call)
+    caller.start()
+    time.sleep(2)  # the long call runs in the sandbox
+    cluster.kill(VICTIM)
+    caller.join(30)
+    try:
+        other = cluster.replicas[(VICTIM + 1) % len(cluster.replicas)]
+        started = time.monotonic()
+        with cluster.http(other.base_url) as on_other:
+            result = run_code(on_other, c.id, "print(x)", timeout=90)
+        waited = time.monotonic() - started
+        assert result["status"] == "completed", brief(result)
+        assert result["stdout"] == "7\n", brief(result)
+        assert result["state_preserved"] is True, brief(result)
+        assert waited < 30, f"the next call waited {waited:.1f} s behind the stray"
+        assert "took over exec:" + c.id in other.log_text()
+    finally:
+        cluster.restart(VICTIM)
