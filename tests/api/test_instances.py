@@ -12,11 +12,11 @@ import docker
 import pytest
 
 from server.domain import Container
-from server.instance import legacy_instance_id, load_instance_id
+from server.instance import DataDirInUse, hold_data_dir, legacy_instance_id, load_instance_id
 from server.runtime import SandboxSpec
 from server.runtime.docker import DockerRuntime
 from server.store import ContainerRepository, Database
-from tests.conftest import database_for, remove_sandboxes, serving
+from tests.conftest import LocalboxServer, database_for, remove_sandboxes, serving
 
 IMAGE = os.environ.get("LOCALBOX_SANDBOX_IMAGE", "localbox-sandbox:latest")
 
@@ -105,3 +105,37 @@ def test_two_deployments_at_the_same_path_keep_their_own_sandboxes(
             away.rename(path)
         a.start()
         assert a.client(max_retries=0).containers.retrieve(kept.id).status == "running"
+
+
+def test_a_data_dir_is_held_alone_on_sqlite_and_shared_only_by_replicas(tmp_path: Path) -> None:
+    alone = hold_data_dir(tmp_path, shared=False)
+    try:
+        for shared in (False, True):
+            with pytest.raises(DataDirInUse, match=f"pid {os.getpid()}"):
+                hold_data_dir(tmp_path, shared=shared)
+    finally:
+        os.close(alone)
+    replicas = [hold_data_dir(tmp_path, shared=True) for _ in range(3)]
+    try:
+        with pytest.raises(DataDirInUse, match="replicas on one PostgreSQL"):
+            hold_data_dir(tmp_path, shared=False)
+    finally:
+        for fd in replicas:
+            os.close(fd)
+    os.close(hold_data_dir(tmp_path, shared=False))  # free again once they are gone
+
+
+def test_a_second_server_on_a_sqlite_data_dir_refuses_to_start(tmp_path: Path) -> None:
+    """Two servers on one SQLite data dir would each take the other's sandboxes for leftovers;
+    the second one says why it does not start, and the first serves on."""
+    data_dir = tmp_path / "data"
+    sqlite = f"sqlite:///{data_dir.resolve() / 'localbox.db'}"
+    with serving(data_dir, database_url=sqlite) as first:
+        second = LocalboxServer(data_dir, database_url=sqlite, log_path=tmp_path / "second.log")
+        with pytest.raises(RuntimeError, match="exited early"):
+            second.start()
+        assert second.process is not None
+        assert second.process.returncode == 2
+        assert "uses the data dir" in second.log_text()
+        assert f"pid {first.process.pid if first.process else ''}" in second.log_text()
+        assert first.client().containers.list().data == []
