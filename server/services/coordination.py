@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from server.store import LeaseRepository
@@ -139,6 +141,7 @@ class Replicas:
         self._beat = max(ttl / 5, 0.2)
         self._clock = clock
         self._started_at = int(clock())
+        self._where = where()
         self._held: set[str] = set()
         self._releasing: set[str] = set()
         """Held keys being given back: not renewed, nor missed when they are gone."""
@@ -268,12 +271,23 @@ class Replicas:
             except Exception as exc:
                 log.warning("could not renew this replica's leases: %s", exc)
 
+    def _bury_dead_neighbours(self) -> None:
+        """Replicas on this host, in this process namespace, whose process is gone (a kill -9,
+        then a restart): dead for sure, so their leases need not be waited out."""
+        dead = [
+            replica
+            for replica, host, pid in self._leases.replicas()
+            if replica != self.replica_id and host == self._where and not _running(pid)
+        ]
+        if dead:
+            log.info("replica(s) %s on this host are gone; their turns are free", ", ".join(dead))
+            self._leases.bury(dead)
+
     def _beat_once(self) -> None:
         started = time.monotonic()
+        self._bury_dead_neighbours()
         now = self._now_ms()
-        self._leases.heartbeat(
-            self.replica_id, socket.gethostname(), os.getpid(), self._started_at, now
-        )
+        self._leases.heartbeat(self.replica_id, self._where, os.getpid(), self._started_at, now)
         with self._lock:
             held = self._held - self._releasing
         if self.leading():
@@ -295,3 +309,25 @@ class Replicas:
             )
             self._leading_until = started + self._ttl_ms / 1000 - self._beat
         self._leases.forget_replicas(now - 20 * self._ttl_ms)
+
+
+def where() -> str:
+    """This process's host, told apart precisely enough that a pid recorded with it can be
+    checked by another process that says the same: the host name, the kernel's boot and the
+    process namespace. Where those cannot be read, a place no other process shares."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return f"{socket.gethostname()} unchecked-{secrets.token_hex(8)}"
+    return f"{socket.gethostname()} {boot} {namespace}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -110,6 +110,22 @@ class LeaseRepository:
                     )
                 )
 
+    def replicas(self) -> list[tuple[str, str, int]]:
+        """(id, host, pid) of every replica on record."""
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(select(_REPLICAS.c.id, _REPLICAS.c.host, _REPLICAS.c.pid))
+            return [(r[0], r[1], int(r[2])) for r in rows]
+
+    def bury(self, replicas: Collection[str]) -> None:
+        """Replicas known to be dead: their leases expire now (a taker is told it takes over
+        from them) and their records go."""
+        if not replicas:
+            return
+        ids = list(replicas)
+        with self._db.engine.begin() as conn:
+            conn.execute(update(_LEASES).where(_LEASES.c.holder.in_(ids)).values(expires_at_ms=0))
+            conn.execute(delete(_REPLICAS).where(_REPLICAS.c.id.in_(ids)))
+
     def replicas_seen_since(self, since_ms: int) -> set[str]:
         with self._db.engine.connect() as conn:
             rows = conn.execute(select(_REPLICAS.c.id).where(_REPLICAS.c.seen_at_ms >= since_ms))

@@ -5,13 +5,14 @@ died, one leader at a time, and which containers run code elsewhere."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from server.services.coordination import LeaseTimeout, Replicas, exec_key
+from server.services.coordination import LeaseTimeout, Replicas, exec_key, where
 from server.store import Database, LeaseRepository
 
 
@@ -106,3 +107,28 @@ def test_one_replica_leads_and_another_follows_when_it_stops(db: Database) -> No
     finally:
         a.close()
         b.close()
+
+
+def test_a_replica_whose_process_is_gone_from_this_host_is_not_waited_for(db: Database) -> None:
+    """A kill -9, then a restart within the lease time: the dead replica (same host, same
+    process namespace, its pid gone) gives up its turns at once, the lead included."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    leases = LeaseRepository(db)
+    now = int(time.time() * 1000)
+    leases.heartbeat("rep_dead", where(), gone.pid, 0, now)
+    assert leases.take("leader", "rep_dead", now, 60_000) is not None
+    assert leases.take(exec_key("c1"), "rep_dead", now, 60_000) is not None
+    elsewhere = replica(db, "rep_elsewhere")
+    leases.heartbeat("rep_other_host", "another-host 1 pid:[1]", gone.pid, 0, now)
+    restarted = replica(db, "rep_restarted")
+    restarted.start()
+    try:
+        assert restarted.leading()
+        assert restarted.alive() == {"rep_restarted", "rep_other_host"}  # not provably dead
+        with restarted.try_hold(exec_key("c1")) as lease:
+            assert lease is not None
+            assert lease.took_over  # so the calls the dead one left running are stopped
+        assert elsewhere.busy_elsewhere(["c1"]) == set()
+    finally:
+        restarted.close()
