@@ -39,7 +39,12 @@ def test_fork_bomb(
 ) -> None:
     result = run(abuse_server, victim, code, language=language, timeout=20)
     assert result["status"] in ("error", "timeout"), result
-    assert result["error"]["name"] in ("ProcessLimitExceeded", "BlockingIOError", "TimeoutError")
+    stopped = ("ProcessLimitExceeded", "BlockingIOError", "TimeoutError")
+    if SANDBOX_RUNTIME == "runsc":
+        # gVisor holds host memory for every task: now and then a Python fork bomb reaches
+        # memory_limit before the task limit, and the sandbox restarts (see README Isolation).
+        stopped += ("SandboxRestarted",)
+    assert result["error"]["name"] in stopped, result
     assert_everything_else_fine(abuse_server, bystander, victim)
 
 
