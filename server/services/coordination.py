@@ -190,41 +190,32 @@ class Replicas:
                 self._releasing.discard(key)
 
     async def acquire(self, key: str, wait: float) -> Lease:
-        deadline = time.monotonic() + wait
-        pause = FIRST_POLL
-        waited = False
-        while True:
+        for pause in _tries(key, wait):
+            if pause:
+                await asyncio.sleep(pause)
             lease = await asyncio.to_thread(self._take, key)
             if lease is not None:
-                lease.waited = waited
+                lease.waited = pause > 0
                 return lease
-            waited = True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LeaseTimeout(key)
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, LAST_POLL)
+        raise AssertionError("_tries ends by raising LeaseTimeout")
 
     @contextmanager
     def hold(self, key: str, wait: float) -> Iterator[Lease]:
-        deadline = time.monotonic() + wait
-        pause = FIRST_POLL
-        waited = False
-        while True:
-            lease = self._take(key)
-            if lease is not None:
-                break
-            waited = True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LeaseTimeout(key)
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, LAST_POLL)
-        lease.waited = waited
+        lease = self._wait_for(key, wait)
         try:
             yield lease
         finally:
             lease.release()
+
+    def _wait_for(self, key: str, wait: float) -> Lease:
+        for pause in _tries(key, wait):
+            if pause:
+                time.sleep(pause)
+            lease = self._take(key)
+            if lease is not None:
+                lease.waited = pause > 0
+                return lease
+        raise AssertionError("_tries ends by raising LeaseTimeout")
 
     @contextmanager
     def try_hold(self, key: str) -> Iterator[Lease | None]:
@@ -309,6 +300,20 @@ class Replicas:
             )
             self._leading_until = started + self._ttl_ms / 1000 - self._beat
         self._leases.forget_replicas(now - 20 * self._ttl_ms)
+
+
+def _tries(key: str, wait: float) -> Iterator[float]:
+    """The pause before each try at a key: none before the first, then growing; LeaseTimeout
+    once `wait` seconds are spent."""
+    deadline = time.monotonic() + wait
+    pause = FIRST_POLL
+    yield 0.0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LeaseTimeout(key)
+        yield min(pause, left)
+        pause = min(pause * 2, LAST_POLL)
 
 
 def where() -> str:
